@@ -86,3 +86,17 @@ def process_digit_article(text: str) -> str:
 def normalize_answer(text: str) -> str:
     """Whitespace, punctuation, then digits/articles/contractions: the full official normalisation."""
     return process_digit_article(process_punctuation(strip_whitespace(text)))
+
+
+def vqa_soft_score(matches: int, n_answers: int = 10) -> float:
+    """The official accuracy of a prediction that equals `matches` of the `n_answers` human answers.
+
+    The evaluation averages, over each human answer left out in turn, min(1, matches among the others / 3):
+    the left-out answer is one of the matching ones `matches` times and a non-matching one otherwise.
+    This is also the soft target score of that answer for training (e.g. 1 match -> 0.3, 3 -> 0.9, 4+ -> 1).
+    """
+    if not 0 <= matches <= n_answers or n_answers <= 0:
+        raise ValueError(f"vqa_soft_score: need 0 <= matches <= n_answers > 0, got {matches}/{n_answers}")
+    with_left_out_match = matches * min(1.0, (matches - 1) / 3) if matches else 0.0
+    without = (n_answers - matches) * min(1.0, matches / 3)
+    return (with_left_out_match + without) / n_answers
