@@ -1,0 +1,63 @@
+"""Decoding image files into RGB with PIL, the way a viewer shows them.
+
+EXIF orientation is applied; grayscale, CMYK, palette, alpha and 16-bit images all become 8-bit RGB:
+transparent pixels are composited over white; 16-bit and 32-bit integer images are scaled to 0..255
+(a plain ``convert("RGB")`` would clip them to white).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageDecodeError(ValueError):
+    """An image file could not be read; the message names the file and the reason."""
+
+
+_WIDE_INTEGER_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
+
+
+def _wide_to_8bit(img: Image.Image) -> Image.Image:
+    """16/32-bit single-channel images → 8-bit "L", scaled by the mode's range (not clipped)."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode in _WIDE_INTEGER_MODES:
+        top = _WIDE_INTEGER_MODES[img.mode]
+    elif img.mode == "I":  # 32-bit signed container; PNG 16-bit grayscale often decodes to it
+        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+    else:  # "F": float images are taken as 0..1 when they fit, else 0..255
+        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+    arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, mode="L")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL image → 8-bit RGB, honouring EXIF orientation and transparency."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in _WIDE_INTEGER_MODES or img.mode in ("I", "F"):
+        img = _wide_to_8bit(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "La", "PA", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Reads an image file fully and returns it as RGB; raises ImageDecodeError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageDecodeError(f"{path}: missing file")
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: a truncated file fails here, not later
+            return to_rgb(img)
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"{path}: not an image (PIL cannot identify the format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageDecodeError(f"{path}: corrupt or truncated image ({err})") from None

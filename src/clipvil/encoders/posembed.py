@@ -1,0 +1,30 @@
+"""Resizing a learned positional grid to a new (possibly non-square) grid.
+
+The official CLIP-ViL code resized ViT position embeddings into a freshly made *zero* tensor that was then
+used in place of the interpolated one, so its features carried no positions at all; it also only handled
+square grids. Here the interpolated table is returned and used, for any (h, w).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def resize_grid_embedding(
+    pos: torch.Tensor, old_hw: tuple[int, int], new_hw: tuple[int, int], n_prefix: int = 1
+) -> torch.Tensor:
+    """Bilinearly resizes the grid part of a position table, keeping the `n_prefix` leading (CLS) rows.
+
+    pos: [n_prefix + old_h*old_w, C] → returns [n_prefix + new_h*new_w, C] (the same tensor when sizes match).
+    """
+    if pos.shape[0] != n_prefix + old_hw[0] * old_hw[1]:
+        raise ValueError(f"position table has {pos.shape[0]} rows, expected {n_prefix} + {old_hw[0]}x{old_hw[1]}")
+    if tuple(old_hw) == tuple(new_hw):
+        return pos
+    prefix, grid = pos[:n_prefix], pos[n_prefix:]  # [P, C], [h*w, C]
+    c = grid.shape[-1]
+    grid = grid.reshape(1, old_hw[0], old_hw[1], c).permute(0, 3, 1, 2)  # [1, C, h, w]
+    grid = F.interpolate(grid.float(), size=new_hw, mode="bilinear", align_corners=False)  # [1, C, H, W]
+    grid = grid.permute(0, 2, 3, 1).reshape(new_hw[0] * new_hw[1], c).to(pos.dtype)  # [H*W, C]
+    return torch.cat([prefix, grid], dim=0)  # [P + H*W, C]

@@ -1,0 +1,89 @@
+"""Task registry: a task name -> (its config dataclass, a factory building the Task).
+
+A task registers itself when its module is imported:
+
+    register_task("vqa", VQAConfig, VQATask)      # at the bottom of clipvil/tasks/vqa.py
+
+`get_task(name)` imports `clipvil.tasks.<name>` on first use when the name is not registered yet, so a
+task living in `clipvil/tasks/<name>.py` needs no other wiring. Tasks defined elsewhere (tests, user
+code) register themselves the same way; their module must be imported before the config is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipvil.tasks.base import Task
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a task factory may need to know about the run it is built for."""
+
+    out_dir: Path  # the run directory (a task may cache derived files there; rank 0 writes)
+    device: torch.device  # where the engine puts the model and the batches
+    rank: int = 0  # this process's rank in the distributed run
+    world_size: int = 1  # number of processes
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files (rank 0)."""
+        return self.rank == 0
+
+
+TaskFactory = Callable[[Any, RunContext], Task]
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A registered task: its name, config dataclass and factory(config, context) -> Task."""
+
+    name: str
+    config_cls: type
+    factory: TaskFactory
+
+
+_TASKS: dict[str, TaskEntry] = {}
+
+
+def register_task(name: str, config_cls: type, factory: TaskFactory) -> None:
+    """Registers a task. Registering the same (config_cls, factory) again is a no-op (module reloads);
+    another pair under a taken name is an error. The config dataclass may not have a field `name`
+    (the YAML key `task.name` selects the task)."""
+    if not name.isidentifier():
+        raise ValueError(f"task name must be a Python identifier, got {name!r}")
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"task {name!r}: config_cls must be a dataclass, got {config_cls!r}")
+    if "name" in {f.name for f in dataclasses.fields(config_cls)}:
+        raise ValueError(f"task {name!r}: {config_cls.__name__} has a field 'name', reserved for task.name")
+    entry = TaskEntry(name, config_cls, factory)
+    known = _TASKS.get(name)
+    if known is not None and (known.config_cls, known.factory) != (config_cls, factory):
+        raise ValueError(f"task {name!r} is already registered by {known.factory!r}")
+    _TASKS[name] = entry
+
+
+def get_task(name: str) -> TaskEntry:
+    """The entry of a registered task, importing `clipvil.tasks.<name>` if needed.
+
+    Raises KeyError naming the known tasks when there is none."""
+    if name not in _TASKS and name.isidentifier():
+        module = f"clipvil.tasks.{name}"
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+    if name not in _TASKS:
+        raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(sorted(_TASKS)) or '(none)'}")
+    return _TASKS[name]
+
+
+def registered_tasks() -> list[str]:
+    """Names of the tasks registered so far (modules not yet imported are not listed)."""
+    return sorted(_TASKS)
