@@ -100,7 +100,7 @@ def test_tiny_batch_is_overfit_with_bce_on_soft_scores(make_head: HeadFactory) -
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.25 * losses[0], losses[::10]
 
 

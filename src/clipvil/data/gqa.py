@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipvil.data.validate import (
@@ -29,7 +29,7 @@ from clipvil.data.validate import (
     WarningCounter,
     check_image,
     error,
-    field,
+    get_field,
     load_json,
     no_gc,
     optional_field,
@@ -57,7 +57,7 @@ class GqaSplit:
 
     files: tuple[Path, ...]
     questions: list[GqaQuestion]
-    warnings: dict[str, int] = dc_field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)
 
     @property
     def has_answers(self) -> bool:
@@ -72,7 +72,9 @@ def gqa_question_files(path: PathLike) -> list[Path]:
         return [p]
     if not p.is_dir():
         raise FileNotFoundError(f"{p}: no such file or directory")
-    shards = sorted(p.glob("*.json"), key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s.name)])
+    shards = sorted(
+        p.glob("*.json"), key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s.name)]
+    )
     if not shards:
         raise FileNotFoundError(f"{p}: directory has no *.json question shards")
     return shards
@@ -144,12 +146,12 @@ def _parse_question(
     qid: str, entry: object, path: Path, image_ids: Collection[str] | None, require_answers: bool
 ) -> GqaQuestion:
     where = f"question {qid}"
-    image_id = field(entry, "imageId", path, where, str)
+    image_id = get_field(entry, "imageId", path, where, str)
     check_image(image_id, image_ids, path, where)
-    text = field(entry, "question", path, where, str)
+    text = get_field(entry, "question", path, where, str)
     if not text.strip():
         raise error(path, where, "empty question")
-    assert isinstance(entry, dict)  # checked by field()
+    assert isinstance(entry, dict)  # checked by get_field()
     answer = optional_field(entry, "answer", path, where, str)
     if answer is None and require_answers:
         raise error(path, where, "missing field 'answer' (answers are required for this split)")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from contextlib import contextmanager
 from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,9 @@ def iter_jsonl(path: PathLike) -> Iterator[tuple[int, Any]]:
                 raise error(p, f"line {lineno}", f"invalid JSON at column {e.colno}: {e.msg}") from None
 
 
-def expect_type(value: Any, kind: type | tuple[type, ...], path: PathLike, entry: str | None, what: str) -> Any:
+def expect_type(
+    value: Any, kind: type | tuple[type, ...], path: PathLike, entry: str | None, what: str
+) -> Any:
     """`value` when it is an instance of `kind` (bool never counts as int); an error naming `what` otherwise."""
     if type(value) is kind:  # fast path: the exact type (readers call this millions of times)
         return value
@@ -90,7 +92,7 @@ def expect_type(value: Any, kind: type | tuple[type, ...], path: PathLike, entry
     return value
 
 
-def field(obj: Any, key: str, path: PathLike, entry: str | None, kind: type | tuple[type, ...]) -> Any:
+def get_field(obj: Any, key: str, path: PathLike, entry: str | None, kind: type | tuple[type, ...]) -> Any:
     """obj[key], checked: an error when obj is not an object, the field is missing or of the wrong type."""
     if type(obj) is not dict and not isinstance(obj, Mapping):
         raise error(path, entry, f"expected a JSON object, got {type(obj).__name__}")
@@ -102,20 +104,14 @@ def field(obj: Any, key: str, path: PathLike, entry: str | None, kind: type | tu
     return expect_type(value, kind, path, entry, f"field '{key}'")
 
 
-def optional_field(obj: Mapping, key: str, path: PathLike, entry: str | None, kind: type | tuple[type, ...]) -> Any:
-    """obj[key] checked like `field`, or None when the key is absent (or null)."""
+def optional_field(
+    obj: Mapping, key: str, path: PathLike, entry: str | None, kind: type | tuple[type, ...]
+) -> Any:
+    """obj[key] checked like `get_field`, or None when the key is absent (or null)."""
     value = obj.get(key)
     if value is None or type(value) is kind:
         return value
     return expect_type(value, kind, path, entry, f"field '{key}'")
-
-
-def text_field(obj: Any, key: str, path: PathLike, entry: str | None, what: str | None = None) -> str:
-    """A string field that must hold something besides whitespace ("empty question" otherwise)."""
-    value = field(obj, key, path, entry, str)
-    if not value.strip():
-        raise error(path, entry, f"empty {what or key}")
-    return value
 
 
 def check_image(image_id: Any, image_ids: Collection[Any] | None, path: PathLike, entry: str) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipvil.data.validate import (
@@ -32,7 +32,7 @@ from clipvil.data.validate import (
     check_image,
     check_new,
     error,
-    field,
+    get_field,
     load_json,
     no_gc,
     optional_field,
@@ -64,7 +64,7 @@ class VqaSplit:
     annotations_file: Path | None
     data_subtype: str  # e.g. "train2014", "test-dev2015"
     examples: list[VqaExample]
-    warnings: dict[str, int] = dc_field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)
 
     @property
     def has_answers(self) -> bool:
@@ -119,18 +119,18 @@ def read_vqa(
 
 def _read_questions(path: Path, image_ids: Collection[int] | None) -> tuple[str, list[VqaExample]]:
     data = load_json(path)
-    questions = field(data, "questions", path, None, list)
-    subtype = field(data, "data_subtype", path, None, str)
+    questions = get_field(data, "questions", path, None, list)
+    subtype = get_field(data, "data_subtype", path, None, str)
     seen: dict[int, str] = {}
     examples: list[VqaExample] = []
     for i, q in enumerate(questions):
         where = f"questions[{i}]"
-        qid = field(q, "question_id", path, where, int)
+        qid = get_field(q, "question_id", path, where, int)
         where = f"question {qid}"
         check_new(seen, qid, path, where, "question id")
-        image_id = field(q, "image_id", path, where, int)
+        image_id = get_field(q, "image_id", path, where, int)
         check_image(image_id, image_ids, path, where)
-        text = field(q, "question", path, where, str)
+        text = get_field(q, "question", path, where, str)
         if not text.strip():
             raise error(path, where, "empty question")
         examples.append(VqaExample(qid, image_id, text))
@@ -140,14 +140,14 @@ def _read_questions(path: Path, image_ids: Collection[int] | None) -> tuple[str,
 def _join_annotations(path: Path, subtype: str, examples: list[VqaExample], warnings: WarningCounter) -> None:
     """Fills the answers of `examples` from the annotations file; every question needs exactly one."""
     data = load_json(path)
-    annotations = field(data, "annotations", path, None, list)
+    annotations = get_field(data, "annotations", path, None, list)
     ann_subtype = optional_field(data, "data_subtype", path, None, str)
     if ann_subtype is not None and ann_subtype != subtype:
         raise error(path, None, f"data_subtype {ann_subtype!r} differs from the questions file's {subtype!r}")
     by_id = {ex.question_id: ex for ex in examples}
     seen: dict[int, str] = {}
     for i, ann in enumerate(annotations):
-        qid = field(ann, "question_id", path, f"annotations[{i}]", int)
+        qid = get_field(ann, "question_id", path, f"annotations[{i}]", int)
         where = f"question {qid}"
         check_new(seen, qid, path, where, "annotation for question id")
         ex = by_id.get(qid)
@@ -159,36 +159,41 @@ def _join_annotations(path: Path, subtype: str, examples: list[VqaExample], warn
         raise error(path, None, f"{len(missing)} question(s) have no annotation, e.g. {missing[:10]}")
 
 
+_OPTIONAL_TEXT = ("question_type", "answer_type", "multiple_choice_answer")
+
+
 def _fill_example(ex: VqaExample, ann: dict, path: Path, where: str, warnings: WarningCounter) -> None:
     image_id = optional_field(ann, "image_id", path, where, int)
     if image_id is not None and image_id != ex.image_id:
         raise error(path, where, f"image id {image_id} differs from the question's image id {ex.image_id}")
-    answers = _human_answers(field(ann, "answers", path, where, list), path, where, warnings)
-    ex.answers = answers
-    ex.question_type = optional_field(ann, "question_type", path, where, str)
-    ex.answer_type = optional_field(ann, "answer_type", path, where, str)
-    ex.multiple_choice_answer = optional_field(ann, "multiple_choice_answer", path, where, str)
-    for name in ("question_type", "answer_type", "multiple_choice_answer"):
-        if getattr(ex, name) is None:
-            warnings.add(f"annotation without {name}", where)
-    if ex.multiple_choice_answer is None:
-        ex.multiple_choice_answer = Counter(answers).most_common(1)[0][0]
+    answers = _human_answers(get_field(ann, "answers", path, where, list), path, where, warnings)
+    qtype, atype, mc = (optional_field(ann, name, path, where, str) for name in _OPTIONAL_TEXT)
+    if qtype is None or atype is None or mc is None:
+        for name, value in zip(_OPTIONAL_TEXT, (qtype, atype, mc), strict=True):
+            if value is None:
+                warnings.add(f"annotation without {name}", where)
+    if mc is None:
+        mc = Counter(answers).most_common(1)[0][0]
+    ex.answers, ex.question_type, ex.answer_type, ex.multiple_choice_answer = answers, qtype, atype, mc
 
 
 def _human_answers(raw: list, path: Path, where: str, warnings: WarningCounter) -> tuple[str, ...]:
     if not raw:
         raise error(path, where, "no human answers")
-    answers = []
-    for j, a in enumerate(raw):
-        text = a.get("answer") if isinstance(a, dict) else None
-        if not isinstance(text, str):  # slow path only for the error message
-            text = field(a, "answer", path, f"{where}: answers[{j}]", str)
+    try:  # fast path: millions of answers; the checks below give the error message when it fails
+        answers = tuple([a["answer"] for a in raw])
+        well_formed = all(type(t) is str for t in answers)
+    except (KeyError, TypeError):
+        well_formed = False
+    if not well_formed:
+        for j, a in enumerate(raw):
+            get_field(a, "answer", path, f"{where}: answers[{j}]", str)
+    for text in answers:
         if not text.strip():
             warnings.add("blank human answer", where)
-        answers.append(text)
     if len(answers) != N_HUMAN_ANSWERS:
         warnings.add(f"not {N_HUMAN_ANSWERS} human answers", where)
-    return tuple(answers)
+    return answers
 
 
 def question_ids(split: VqaSplit) -> list[int]:

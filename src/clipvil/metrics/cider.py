@@ -42,56 +42,96 @@ class _Vocab(dict[Hashable, int]):
 
 @dataclass(frozen=True)
 class _NGrams:
-    """The (sentence, n-gram) term frequencies of a batch of sentences, one array per order."""
+    """The (sentence, n-gram) term frequencies of a batch of sentences, sorted by (n-gram id, sentence).
 
-    sent: list[np.ndarray]  # per order: [E_k] sentence index of each entry
-    gram: list[np.ndarray]  # per order: [E_k] dense n-gram id, indexes keys[k]
-    tf: list[np.ndarray]  # per order: [E_k] count of the n-gram in the sentence
-    keys: list[np.ndarray]  # per order: [U_k] sorted keys (prefix id * _BASE + last token id)
+    N-gram ids are global over the orders: order k's ids are offsets[k-1] .. offsets[k] - 1.
+    """
+
+    sent: np.ndarray  # [E] sentence index of each entry
+    gram: np.ndarray  # [E] n-gram id
+    tf: np.ndarray  # [E] count of the n-gram in the sentence
+    order: np.ndarray  # [E] n-gram order - 1
+    keys: list[np.ndarray]  # per order: [U_k] sorted keys (prefix id within order k-1 * _BASE + last token)
+
+    @property
+    def n_grams(self) -> int:
+        return sum(len(k) for k in self.keys)
+
+
+def _sort_by_key_then_sentence(key: np.ndarray, sent: np.ndarray, n_sent: int) -> np.ndarray:
+    """[G] permutation sorting occurrences by (key, sentence): one quicksort of key * n_sent + sentence when
+    that fits in int64 (typical), else a stable sort of the keys (occurrences are in sentence order)."""
+    if len(key) == 0 or int(key.max()) < np.iinfo(np.int64).max // max(n_sent, 1) - 1:
+        return np.argsort(key * n_sent + sent)
+    return np.argsort(key, kind="stable")
 
 
 def _count_ngrams(tokens: np.ndarray, lengths: np.ndarray, n: int) -> _NGrams:
-    """Term frequencies of all 1..n-grams of the sentences laid end to end in `tokens` ([T] ids)."""
+    """Term frequencies of all 1..n-grams of the sentences laid end to end in `tokens` ([T] ids).
+
+    One argsort per order does it all: the occurrences sorted by (n-gram key, sentence) give the dense
+    n-gram ids (runs of equal keys) and the term frequencies (runs of equal key and sentence).
+    """
     sent_of_token = np.repeat(np.arange(len(lengths)), lengths)  # [T]
     left = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(tokens))  # [T] tokens to the sentence end
     prefix = np.empty(0, dtype=np.int64)
-    out = _NGrams([], [], [], [])
+    parts: dict[str, list[np.ndarray]] = {"sent": [], "gram": [], "tf": [], "order": [], "keys": []}
+    offset = 0
     for k in range(1, n + 1):
         starts = np.flatnonzero(left >= k)  # [G] first token of each k-gram occurrence
         last = tokens[starts + k - 1]  # [G]
         key = last if k == 1 else prefix[starts] * _BASE + last  # [G]
-        keys, local = np.unique(key, return_inverse=True)  # [U], [G]
-        prefix = np.full(len(tokens), -1, dtype=np.int64)  # [T] id of the k-gram starting here
-        prefix[starts] = local
-        pairs, tf = np.unique(sent_of_token[starts] * len(keys) + local, return_counts=True)  # [E], [E]
-        out.sent.append(pairs // max(len(keys), 1))
-        out.gram.append(pairs % max(len(keys), 1))
-        out.tf.append(tf)
-        out.keys.append(keys)
-    return out
+        perm = _sort_by_key_then_sentence(key, sent_of_token[starts], len(lengths))  # [G]
+        sorted_key, sorted_sent = key[perm], sent_of_token[starts[perm]]  # [G], [G]
+        new_key = np.ones(len(perm), dtype=bool)  # [G] first occurrence of each distinct key
+        np.not_equal(sorted_key[1:], sorted_key[:-1], out=new_key[1:])
+        local_sorted = np.cumsum(new_key) - 1  # [G] dense id of each occurrence, in sorted order
+        prefix = np.full(len(tokens), -1, dtype=np.int64)  # [T] id of the k-gram starting at each token
+        prefix[starts[perm]] = local_sorted
+        new_entry = new_key.copy()  # [G] first occurrence of each (n-gram, sentence)
+        new_entry[1:] |= sorted_sent[1:] != sorted_sent[:-1]
+        first = np.flatnonzero(new_entry)  # [E_k]
+        parts["sent"].append(sorted_sent[first])
+        parts["gram"].append(local_sorted[first] + offset)
+        parts["tf"].append(np.diff(np.append(first, len(perm))))
+        parts["order"].append(np.full(len(first), k - 1))
+        parts["keys"].append(sorted_key[new_key])
+        offset += len(parts["keys"][-1])
+    return _NGrams(*(np.concatenate(parts[f]) for f in ("sent", "gram", "tf", "order")), keys=parts["keys"])
 
 
-def _document_frequency(grams: _NGrams, doc_of_sent: np.ndarray, doc_weight: np.ndarray) -> list[np.ndarray]:
-    """Per order, [U_k] sum of doc_weight over the documents whose sentences contain each n-gram."""
-    out = []
-    for k, keys in enumerate(grams.keys):
-        mine = doc_of_sent[grams.sent[k]] >= 0  # [E] entries of sentences that belong to a document
-        docs = doc_of_sent[grams.sent[k][mine]]  # [E']
-        present = np.unique(docs * len(keys) + grams.gram[k][mine])  # [P] distinct (document, n-gram)
-        out.append(np.bincount(present % max(len(keys), 1), weights=doc_weight[present // max(len(keys), 1)],
-                               minlength=len(keys)))  # [U_k]
-    return out
+@dataclass(frozen=True)
+class _DocEntries:
+    """The entries of the sentences that belong to documents, sorted by (n-gram id, document)."""
+
+    entry: np.ndarray  # [Ed] index into the _NGrams entries
+    doc: np.ndarray  # [Ed]
+    key: np.ndarray  # [Ed] n-gram id * n_docs + document, ascending
+
+    @classmethod
+    def build(cls, grams: _NGrams, doc_of_sent: np.ndarray, n_docs: int) -> _DocEntries:
+        """`doc_of_sent` [S] is -1 for sentences outside documents and non-decreasing over the others."""
+        doc = doc_of_sent[grams.sent]  # [E]
+        entry = np.flatnonzero(doc >= 0)  # [Ed] still sorted by (n-gram, sentence), hence by (n-gram, doc)
+        return cls(entry, doc[entry], grams.gram[entry] * n_docs + doc[entry])
+
+    def document_frequency(self, grams: _NGrams, doc_weight: np.ndarray) -> np.ndarray:
+        """[n_grams] sum of doc_weight over the documents containing each n-gram."""
+        distinct = np.ones(len(self.key), dtype=bool)  # [Ed] first entry of each (n-gram, document)
+        np.not_equal(self.key[1:], self.key[:-1], out=distinct[1:])
+        return np.bincount(grams.gram[self.entry[distinct]], weights=doc_weight[self.doc[distinct]],
+                           minlength=grams.n_grams)
 
 
 @dataclass(frozen=True)
 class _DocumentFrequency:
     keys: list[np.ndarray]  # per order: [U_k] sorted n-gram keys of the corpus
-    counts: list[np.ndarray]  # per order: [U_k] number of documents containing the n-gram
+    counts: np.ndarray  # [sum U_k] number of documents containing each n-gram (orders stacked)
     n_documents: int
 
-    def lookup(self, keys: list[np.ndarray]) -> list[np.ndarray]:
-        """Document frequencies of n-grams given by another batch's keys (0 for unseen n-grams)."""
-        out, index_prev = [], np.empty(0, dtype=np.int64)
+    def lookup(self, keys: list[np.ndarray]) -> np.ndarray:
+        """Document frequencies of the n-grams of another batch, given by its keys (0 for unseen n-grams)."""
+        out, index_prev, offset = [], np.empty(0, dtype=np.int64), 0
         for k, query_keys in enumerate(keys):
             if k == 0:
                 query, valid = query_keys, np.ones(len(query_keys), dtype=bool)  # [U] token ids
@@ -100,11 +140,16 @@ class _DocumentFrequency:
                 valid = corpus_prefix >= 0
                 query = corpus_prefix * _BASE + query_keys % _BASE  # [U]
             table = self.keys[k]
-            pos = np.minimum(np.searchsorted(table, query), max(len(table) - 1, 0))  # [U]
-            found = valid & (table[pos] == query) if len(table) else np.zeros(len(query), dtype=bool)
+            if len(table) == 0:
+                index_prev = np.full(len(query), -1, dtype=np.int64)
+                out.append(np.zeros(len(query)))
+                continue
+            pos = np.minimum(np.searchsorted(table, query), len(table) - 1)  # [U]
+            found = valid & (table[pos] == query)  # [U]
             index_prev = np.where(found, pos, -1)
-            out.append(np.where(found, self.counts[k][pos] if len(table) else 0, 0).astype(np.float64))
-        return out
+            out.append(np.where(found, self.counts[offset + pos], 0.0))
+            offset += len(table)
+        return np.concatenate(out) if out else np.zeros(0)
 
 
 class CiderD:
@@ -132,7 +177,7 @@ class CiderD:
         tokens, lengths = scorer._encode(sentences)
         grams = _count_ngrams(tokens, lengths, n)
         doc_of_sent = np.repeat(np.arange(len(corpus)), [len(doc) for doc in corpus])  # [S]
-        counts = _document_frequency(grams, doc_of_sent, np.ones(len(corpus)))
+        counts = _DocEntries.build(grams, doc_of_sent, len(corpus)).document_frequency(grams, np.ones(len(corpus)))
         scorer._df = _DocumentFrequency(grams.keys, counts, len(corpus))
         return scorer
 
@@ -160,14 +205,15 @@ class CiderD:
         tokens, lengths = self._encode(list(candidates) + [s for refs in references for s in refs])
         grams = _count_ngrams(tokens, lengths, self.n)
         doc_of_sent = np.concatenate([np.full(n_cand, -1), np.repeat(np.arange(len(references)), ref_counts)])
+        docs = _DocEntries.build(grams, doc_of_sent, len(references))
         if self._df is None:
             usage = np.bincount(group_of, minlength=len(references)).astype(np.float64)  # [R]
-            df, n_docs = _document_frequency(grams, doc_of_sent, usage), n_cand
+            df, n_docs = docs.document_frequency(grams, usage), n_cand  # [n_grams]
         else:
-            df, n_docs = self._df.lookup(grams.keys), self._df.n_documents
+            df, n_docs = self._df.lookup(grams.keys), self._df.n_documents  # [n_grams]
         ref_len = np.log(float(n_docs))
-        weights = [tf * (ref_len - np.log(np.maximum(1.0, d[g]))) for tf, d, g in zip(grams.tf, df, grams.gram)]
-        return self._cosines(grams, weights, lengths, group_of, doc_of_sent, ref_counts)
+        weight = grams.tf * (ref_len - np.log(np.maximum(1.0, df[grams.gram])))  # [E]
+        return self._cosines(grams, docs, weight, lengths, group_of, ref_counts)
 
     def _check_groups(self, candidates: Sequence[Sentence], references: Sequence[Sequence[Sentence]],
                       groups: Sequence[int] | np.ndarray | None) -> np.ndarray:
@@ -188,42 +234,35 @@ class CiderD:
             raise ValueError("CIDEr-D: no candidates")
         return group_of
 
-    def _cosines(self, grams: _NGrams, weights: list[np.ndarray], lengths: np.ndarray, group_of: np.ndarray,
-                 doc_of_sent: np.ndarray, ref_counts: np.ndarray) -> np.ndarray:
-        n, n_cand, n_sent = self.n, len(group_of), len(lengths)
-        offsets = np.cumsum([0] + [len(keys) for keys in grams.keys])  # [n+1] order offsets of global ids
-        sent = np.concatenate(grams.sent)  # [E] all entries, all orders
-        gram = np.concatenate([g + offsets[k] for k, g in enumerate(grams.gram)])  # [E] global n-gram id
-        order = np.concatenate([np.full(len(g), k) for k, g in enumerate(grams.gram)])  # [E]
-        weight = np.concatenate(weights)  # [E]
-        norm = np.sqrt(np.bincount(sent * n + order, weights=weight**2, minlength=n_sent * n)).reshape(n_sent, n)
-        # Join candidate entries with the entries of the references of their group on the n-gram id.
-        is_ref = sent >= n_cand
-        ref_entries = np.flatnonzero(is_ref)  # [Er]
-        ref_key = doc_of_sent[sent[ref_entries]] * offsets[-1] + gram[ref_entries]  # [Er]
-        sort = np.argsort(ref_key, kind="stable")
-        ref_entries, ref_key = ref_entries[sort], ref_key[sort]
-        cand_entries = np.flatnonzero(~is_ref)  # [Ec]
-        cand_key = group_of[sent[cand_entries]] * offsets[-1] + gram[cand_entries]  # [Ec]
-        lo, hi = np.searchsorted(ref_key, cand_key, "left"), np.searchsorted(ref_key, cand_key, "right")
-        hits = hi - lo  # [Ec] references of the group sharing the n-gram
+    def _cosines(self, grams: _NGrams, docs: _DocEntries, weight: np.ndarray, lengths: np.ndarray,
+                 group_of: np.ndarray, ref_counts: np.ndarray) -> np.ndarray:
+        n, n_cand, n_refsets = self.n, len(group_of), len(ref_counts)
+        sent, order = grams.sent, grams.order  # [E], [E]
+        norm = np.sqrt(np.bincount(sent * n + order, weights=weight**2, minlength=len(lengths) * n))
+        norm = norm.reshape(len(lengths), n)  # [S, n]
+        # Join each candidate entry with the entries of the same n-gram in the references of its group.
+        cand_entries = np.flatnonzero(sent < n_cand)  # [Ec]
+        cand_key = grams.gram[cand_entries] * n_refsets + group_of[sent[cand_entries]]  # [Ec]
+        lo = np.searchsorted(docs.key, cand_key, "left")  # [Ec]
+        hits = np.searchsorted(docs.key, cand_key, "right") - lo  # [Ec] references sharing the n-gram
         cand_hit = np.repeat(cand_entries, hits)  # [H]
-        ref_hit = ref_entries[np.repeat(lo - np.cumsum(hits) + hits, hits) + np.arange(hits.sum())]  # [H]
+        ref_hit = docs.entry[np.repeat(lo - np.cumsum(hits) + hits, hits) + np.arange(hits.sum())]  # [H]
         # Pairs (candidate, reference of its group), contiguous per candidate.
         pairs_per_cand = ref_counts[group_of]  # [C]
         pair_start = np.cumsum(pairs_per_cand) - pairs_per_cand  # [C]
         ref_start = n_cand + np.cumsum(ref_counts) - ref_counts  # [R] first sentence of each reference set
         pair_cand = np.repeat(np.arange(n_cand), pairs_per_cand)  # [P]
         pair_ref = ref_start[group_of[pair_cand]] + np.arange(len(pair_cand)) - pair_start[pair_cand]  # [P]
-        hit_pair = pair_start[sent[cand_hit]] + sent[ref_hit] - ref_start[group_of[sent[cand_hit]]]  # [H]
-        contrib = np.minimum(weight[cand_hit], weight[ref_hit]) * weight[ref_hit]  # [H]
+        hit_cand = sent[cand_hit]  # [H]
+        hit_pair = pair_start[hit_cand] + sent[ref_hit] - ref_start[group_of[hit_cand]]  # [H]
+        contrib = np.minimum(weight[cand_hit], weight[ref_hit]) * weight[ref_hit]  # [H] clipped products
         num = np.bincount(hit_pair * n + order[cand_hit], weights=contrib, minlength=len(pair_cand) * n)
         num = num.reshape(len(pair_cand), n)  # [P, n]
         denom = norm[pair_cand] * norm[pair_ref]  # [P, n]
         val = np.divide(num, denom, out=num.copy(), where=denom != 0)  # [P, n]
         bigrams = np.maximum(lengths - 1, 0) if n >= 2 else np.zeros_like(lengths)  # [S] pycocoevalcap "length"
         delta = (bigrams[pair_cand] - bigrams[pair_ref]).astype(np.float64)  # [P]
-        val *= (math.e ** (-(delta**2) / (2 * self.sigma**2)))[:, None]  # [P, n]
+        val *= (math.e ** (-(delta**2) / (2 * self.sigma**2)))[:, None]  # [P, n] length penalty
         per_cand = np.add.reduceat(val, pair_start, axis=0)  # [C, n] sum over references
         return per_cand.mean(axis=1) / pairs_per_cand * 10.0  # [C]
 

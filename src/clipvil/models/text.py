@@ -73,5 +73,9 @@ class QuestionEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens [B, T] (0 = trailing padding) → (states [B, T, hidden_dim], mask [B, T] True = real token)."""
         mask = question_mask(tokens)  # [B, T]
-        states, _ = self.rnn(self.embedding(tokens))  # [B, T, H]
+        embedded = self.embedding(tokens)  # [B, T, E]
+        # The recurrence runs in the weights' dtype even under autocast: it is a small part of the cost, and
+        # oneDNN has no bf16 LSTM on CPUs without native bf16 ("could not create a primitive descriptor").
+        with torch.autocast(tokens.device.type, enabled=False):
+            states, _ = self.rnn(embedded.to(self.embedding.weight.dtype))  # [B, T, H]
         return states, mask

@@ -1,1 +1,40 @@
-"""clipvil.train."""
+"""clipvil.train: the training engine shared by every task (config, loop, checkpoints, logs, DDP).
+
+cfg = load_config("configs/vqa/mcan_rn50.yaml", ["train.batch_size=32", "optim.lr=5e-5"])
+result = train(cfg)                                   # resumes from <out_dir>/checkpoints/last.pt
+metrics = evaluate(cfg, result.best_checkpoint, "val")
+"""
+
+from clipvil.train.checkpoint import CheckpointMismatchError
+from clipvil.train.config import (
+    ConfigError,
+    ExtraOptimizerConfig,
+    OptimConfig,
+    RunConfig,
+    ScheduleConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+from clipvil.train.evaluation import evaluate
+from clipvil.train.loop import NonFiniteLossError, RunResult, train
+
+__all__ = [
+    "CheckpointMismatchError",
+    "ConfigError",
+    "ExtraOptimizerConfig",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "RunConfig",
+    "RunResult",
+    "ScheduleConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "evaluate",
+    "load_config",
+    "save_config",
+    "train",
+]

@@ -13,6 +13,7 @@ A training checkpoint is one `torch.save`d dict (loadable with `weights_only=Tru
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +21,10 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from clipvil.train.seed import restore_rng
+
+log = logging.getLogger(__name__)
 
 FORMAT = "clipvil-train"
 VERSION = 1
@@ -65,7 +70,9 @@ def _replace_atomically(path: Path, write: Any) -> None:
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Writes `state` to `path` via a temporary file + os.replace, so a crash never leaves a half file."""
-    _replace_atomically(Path(path), lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **state}, tmp))
+    _replace_atomically(
+        Path(path), lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    )
 
 
 def copy_checkpoint(src: str | Path, dst: str | Path) -> None:
@@ -136,3 +143,39 @@ def first_non_finite(model: nn.Module) -> str | None:
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             return name
     return None
+
+
+def restore_training_state(
+    path: str | Path,
+    model: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler],
+    scaler: torch.amp.GradScaler,
+    rank: int,
+    world_size: int,
+) -> dict[str, Any]:
+    """Loads the full training state of `path` into freshly built objects and this rank's RNG streams;
+    returns the saved loop counters (`train_state`). Mismatches raise CheckpointMismatchError."""
+    state = load_checkpoint(path, map_location=next(iter(model.parameters())).device)
+    load_model_state(model, state["model"], path)
+    if set(state["optimizers"]) != set(optimizers):
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint has optimizers {sorted(state['optimizers'])}, the config {sorted(optimizers)}"
+        )
+    for name, optimizer in optimizers.items():
+        try:
+            optimizer.load_state_dict(state["optimizers"][name])
+        except ValueError as err:
+            raise CheckpointMismatchError(f"{path}: optimizer {name!r} does not fit: {err}") from err
+        schedulers[name].load_state_dict(state["schedulers"][name])
+    scaler.load_state_dict(state["scaler"] or {})
+    if state["world_size"] == world_size:
+        restore_rng(state["rng"][rank])
+    else:
+        log.warning(
+            "%s: written by %d ranks, resumed on %d: RNG streams restart from the seed",
+            path,
+            state["world_size"],
+            world_size,
+        )
+    return state["train_state"]

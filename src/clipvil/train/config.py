@@ -115,7 +115,9 @@ class RunConfig:
     task: Any  # the task's config dataclass (registered with the task)
     optim: OptimConfig = field(default_factory=OptimConfig)  # main optimizer
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # main optimizer's schedule
-    extra_optimizers: dict[str, ExtraOptimizerConfig] = field(default_factory=dict)  # by name ("main" is taken)
+    extra_optimizers: dict[str, ExtraOptimizerConfig] = field(
+        default_factory=dict
+    )  # by name ("main" is taken)
     train: TrainConfig = field(default_factory=TrainConfig)  # loop settings
     out_dir: str = "runs/default"  # run directory
 
@@ -184,7 +186,9 @@ def _read_yaml(path: Path, sources: _Sources, seen: tuple[Path, ...] = ()) -> di
     return _deep_merge(merged, data)
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], sources: _Sources | None = None) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], sources: _Sources | None = None
+) -> dict[str, Any]:
     """Applies `key.sub=value` overrides (values parsed as YAML scalars/flow lists) to a raw config dict."""
     data = _deep_merge({}, data)
     for item in overrides:
@@ -198,6 +202,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], sources: _Source
             raise ConfigError(f"override {item!r}: value is not valid YAML: {err}") from err
         node = data
         for depth, part in enumerate(key[:-1]):
+            if part not in node and sources is not None:
+                sources.record({}, key[: depth + 1], f"override {item!r}")  # a section the override creates
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {_dotted(key[: depth + 1])} is not a section")
@@ -232,7 +238,9 @@ def _convert(tp: Any, value: Any, key: tuple[str, ...], sources: _Sources) -> An
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
                 _fail(sources, key, f"expected {len(args)} values, got {len(value)}: {value!r}")
-            return tuple(_convert(a, v, key + (str(i),), sources) for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(
+                _convert(a, v, key + (str(i),), sources) for i, (a, v) in enumerate(zip(args, value))
+            )
         items = [_convert(args[0], v, key + (str(i),), sources) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
@@ -278,8 +286,15 @@ def _build(cls: type, data: Any, key: tuple[str, ...], sources: _Sources) -> Any
     known = [f.name for f in dataclasses.fields(cls) if f.init]
     for name in data:
         if name not in known:
-            _fail(sources, key + (str(name),), f"unknown key (known keys of {cls.__name__}: {', '.join(known)})")
+            _fail(
+                sources, key + (str(name),), f"unknown key (known keys of {cls.__name__}: {', '.join(known)})"
+            )
     return cls(**{name: _convert(hints[name], value, key + (name,), sources) for name, value in data.items()})
+
+
+def build_dataclass(cls: type, data: dict[str, Any], source: str = "<dict>") -> Any:
+    """Builds any config dataclass (e.g. one section) from a mapping with the same checks as a file."""
+    return _build(cls, data, (), _Sources(source))
 
 
 def _build_run(data: dict[str, Any], sources: _Sources) -> RunConfig:
@@ -321,9 +336,21 @@ def validate(cfg: RunConfig, sources: _Sources | None = None) -> None:
         _fail(src, ("extra_optimizers", "main"), "the name 'main' is reserved for the `optim` section")
     if not cfg.out_dir:
         _fail(src, ("out_dir",), "must not be empty")
+    try:
+        entry = get_task(cfg.task_name)
+    except KeyError as err:
+        _fail(src, ("task", "name"), str(err.args[0]))
+    if not isinstance(cfg.task, entry.config_cls):
+        _fail(
+            src,
+            ("task",),
+            f"task {cfg.task_name!r} takes a {entry.config_cls.__name__}, got {type(cfg.task).__name__}",
+        )
 
 
-def config_from_dict(data: dict[str, Any], overrides: list[str] | None = None, source: str = "<dict>") -> RunConfig:
+def config_from_dict(
+    data: dict[str, Any], overrides: list[str] | None = None, source: str = "<dict>"
+) -> RunConfig:
     """Builds a RunConfig from an in-memory mapping (same rules as a file; `source` names it in errors)."""
     sources = _Sources(source)
     sources.record(data, (), source)

@@ -7,7 +7,8 @@ Files under `<out_dir>/logs/`:
     tb/          TensorBoard event files (train/<key>, eval/<key>)
 
 On resume both JSONL files are cut back to the checkpoint's step (and TensorBoard purges later steps),
-so a resumed run's logs read as if it had never stopped.
+so a resumed run's logs read as if it had never stopped. A run that ends between two log steps writes
+its open window as a record with `"partial": true`; continuing that run replaces it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tqdm import tqdm
 
 
 def truncate_jsonl(path: Path, max_step: int) -> None:
-    """Keeps the records with step <= max_step (and drops a torn last line left by a kill)."""
+    """Keeps the records with step <= max_step, minus `partial` ones (the window of a run that ended
+    mid-window, which the continued run logs in full) and a torn last line left by a kill."""
     if not path.is_file():
         return
     kept = []
@@ -31,7 +33,7 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue  # only the last line can be torn: the writer flushes whole lines
-        if int(record.get("step", 0)) <= max_step:
+        if int(record.get("step", 0)) <= max_step and not record.get("partial", False):
             kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
 
@@ -78,20 +80,28 @@ class RunLogger:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in ("train.jsonl", "eval.jsonl"):
             truncate_jsonl(self.log_dir / name, start_step)
-        self.train_file = open(self.log_dir / "train.jsonl", "a")
-        self.eval_file = open(self.log_dir / "eval.jsonl", "a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: tensorboard is heavy
 
-            self.tb = SummaryWriter(str(self.log_dir / "tb"), purge_step=start_step + 1 if start_step else None)
+            self.tb = SummaryWriter(
+                str(self.log_dir / "tb"), purge_step=start_step + 1 if start_step else None
+            )
         if progress:
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
-                            dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(
+                total=total_steps,
+                initial=start_step,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
 
-    def _write(self, handle: Any, record: dict[str, Any], prefix: str) -> None:
-        handle.write(json.dumps(record, default=_json_default) + "\n")
-        handle.flush()
-        if self.tb is not None:
+    def _write(self, name: str, record: dict[str, Any], prefix: str) -> None:
+        with open(
+            self.log_dir / name, "a"
+        ) as handle:  # whole lines, closed at once: a kill tears at most one
+            handle.write(json.dumps(record, default=_json_default) + "\n")
+        if self.tb is not None and not record.get("partial", False):  # a continued run re-logs that step
             for key, value in record.items():
                 number = _scalar(value)
                 if number is not None and key != "step":
@@ -101,7 +111,7 @@ class RunLogger:
         """Appends a training record (must hold `step`); shows loss and throughput on the bar."""
         if not self.enabled:
             return
-        self._write(self.train_file, record, "train")
+        self._write("train.jsonl", record, "train")
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{record['loss']:.4g}", sps=f"{record.get('samples_per_sec', 0):.1f}")
 
@@ -109,7 +119,7 @@ class RunLogger:
         """Appends an evaluation record (must hold `step`)."""
         if not self.enabled:
             return
-        self._write(self.eval_file, record, "eval")
+        self._write("eval.jsonl", record, "eval")
         if self.bar is not None:
             self.bar.write(f"eval @ step {record['step']}: " + json.dumps(record, default=_json_default))
 
@@ -119,12 +129,7 @@ class RunLogger:
             self.bar.update(steps)
 
     def close(self) -> None:
-        """Flushes and closes every file (safe to call twice)."""
-        if not self.enabled:
-            return
-        for handle in (self.train_file, self.eval_file):
-            if not handle.closed:
-                handle.close()
+        """Flushes TensorBoard and closes the progress bar (safe to call twice)."""
         if self.tb is not None:
             self.tb.close()
             self.tb = None
@@ -132,7 +137,7 @@ class RunLogger:
             self.bar.close()
             self.bar = None
 
-    def __enter__(self) -> RunLogger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

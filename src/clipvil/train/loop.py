@@ -1,7 +1,6 @@
 """The training loop: one readable recipe driving any registered Task.
 
-    train(cfg)                         -> RunResult   (auto-resumes from <out_dir>/checkpoints/last.pt)
-    evaluate(cfg, checkpoint, split)   -> metrics dict
+    train(cfg) -> RunResult        (auto-resumes from <out_dir>/checkpoints/last.pt)
 
 Each update: `grad_accum` micro-batches per rank (autocast, loss / grad_accum, backward; DDP syncs the
 gradients on the last one), the loss averaged over ranks and checked for NaN/inf, gradients unscaled
@@ -12,7 +11,10 @@ evaluation on rank 0 (RNG streams untouched), and a checkpoint with the full tra
 from __future__ import annotations
 
 import logging
+import math
+import re
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +26,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from clipvil.tasks.base import Batch, Task
-from clipvil.tasks.registry import RunContext, get_task
 from clipvil.train import checkpoint as ckpt
-from clipvil.train.config import RunConfig, config_to_dict, save_config
+from clipvil.train.config import RunConfig, config_to_dict, save_config, validate
 from clipvil.train.distributed import (
-    DistInfo, all_gather_object, all_reduce_mean, broadcast_object, init_distributed, pick_device, shutdown,
+    DistInfo,
+    all_gather_object,
+    all_reduce_mean,
+    broadcast_object,
+    init_distributed,
+    shutdown,
     wrap_model,
 )
+from clipvil.train.evaluation import autocast, build_model, build_task, run_evaluation, to_device
 from clipvil.train.logs import RunLogger
 from clipvil.train.optim import MAIN, build_optimizers
 from clipvil.train.sampler import ResumableBatchSampler
-from clipvil.train.seed import capture_rng, preserved_rng, restore_rng, seed_everything
+from clipvil.train.seed import capture_rng, preserved_rng, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -93,79 +100,81 @@ class _Run:
     last_loss: float | None = None
 
 
-def _to_device(batch: Batch, device: torch.device) -> Batch:
-    """Moves every tensor-like value (anything with `.to`, e.g. GridFeatures) to `device`."""
-    return {k: (v.to(device) if hasattr(v, "to") and not isinstance(v, type) else v) for k, v in batch.items()}
-
-
-def _autocast(cfg: RunConfig, device: torch.device) -> Any:
-    if cfg.train.amp == "none":
-        return nullcontext()
-    dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _build_task(cfg: RunConfig, device: torch.device, rank: int = 0, world_size: int = 1) -> Task:
-    ctx = RunContext(out_dir=Path(cfg.out_dir), device=device, rank=rank, world_size=world_size)
-    return get_task(cfg.task_name).factory(cfg.task, ctx)
-
-
-def _build_model(task: Task, seed: int, device: torch.device) -> nn.Module:
-    seed_everything(seed)  # every rank builds the same initial weights
-    return task.build_model().to(device)
-
-
-def run_evaluation(
-    task: Task, model: nn.Module, dataset: Dataset, cfg: RunConfig, device: torch.device, out_dir: Path | None
-) -> dict[str, Any]:
-    """task.evaluate over a dataset in order (no grad, eval mode, the run's autocast)."""
-    batch_size = cfg.train.eval_batch_size or cfg.train.batch_size // cfg.train.grad_accum
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=task.collate,
-                        num_workers=cfg.train.num_workers, pin_memory=device.type == "cuda")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), _autocast(cfg, device):
-            metrics = task.evaluate(model, (_to_device(b, device) for b in loader), out_dir)
-    finally:
-        model.train(was_training)
-    if task.primary_metric not in metrics:
-        raise KeyError(f"task {cfg.task_name!r}: evaluate() returned no primary metric "
-                       f"{task.primary_metric!r} (got {sorted(metrics)})")
-    return metrics
-
-
 def _setup(cfg: RunConfig, dist: DistInfo) -> _Run:
     out_dir, t = Path(cfg.out_dir), cfg.train
     if dist.is_main:
         _save_config_noting_changes(cfg, out_dir / "config.yaml")
         ckpt.remove_stale_temporaries(out_dir / "checkpoints")
-    task = _build_task(cfg, dist.device, dist.rank, dist.world_size)
-    model = _build_model(task, t.seed, dist.device)
+    task = build_task(cfg, dist.device, dist.rank, dist.world_size)
+    model = build_model(task, t.seed, dist.device)
     train_set = task.dataset(t.train_split)
-    sampler = ResumableBatchSampler(len(train_set), t.batch_size, t.grad_accum, dist.rank, dist.world_size,
-                                    t.seed, t.shuffle)
+    sampler = ResumableBatchSampler(
+        len(train_set), t.batch_size, t.grad_accum, dist.rank, dist.world_size, t.seed, t.shuffle
+    )
     spe = sampler.steps_per_epoch
     total = min(s for s in (t.max_steps, t.epochs * spe) if s > 0)
     optimizers, schedulers = build_optimizers(model, cfg, spe, total)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=t.amp == "fp16")
     seed_everything(t.seed + 1 + dist.rank)  # each rank's own stream (dropout, augmentation)
-    state = TrainState()
-    last = ckpt.last_path(out_dir)
+    state = _resume_or_init(cfg, dist, model, optimizers, schedulers, scaler)
+    evaluates = t.eval_split and (t.eval_every or t.eval_each_epoch or t.eval_at_end)
+    eval_set = task.dataset(t.eval_split) if dist.is_main and evaluates else None  # fail early on a bad split
+    loader = DataLoader(
+        train_set,
+        batch_sampler=sampler,
+        collate_fn=task.collate,
+        num_workers=t.num_workers,
+        pin_memory=dist.device.type == "cuda",
+        persistent_workers=t.num_workers > 0,
+        generator=torch.Generator().manual_seed(t.seed),  # worker seeds: the global RNG stays untouched
+    )
+    wrapped = wrap_model(model, dist, t.find_unused_parameters)
+    logger = RunLogger(out_dir, dist.is_main, state.step, total, t.tensorboard, t.progress)
+    return _Run(
+        cfg,
+        dist,
+        task,
+        model,
+        wrapped,
+        optimizers,
+        schedulers,
+        scaler,
+        sampler,
+        loader,
+        logger,
+        total,
+        state,
+        eval_set,
+    )
+
+
+def _resume_or_init(
+    cfg: RunConfig,
+    dist: DistInfo,
+    model: nn.Module,
+    optimizers: dict,
+    schedulers: dict,
+    scaler: torch.amp.GradScaler,
+) -> TrainState:
+    """The state of <out_dir>/checkpoints/last.pt if it exists, else a fresh one (with `init_from` weights)."""
+    state, last, t = TrainState(), ckpt.last_path(cfg.out_dir), cfg.train
     if last.is_file():
-        state = _restore(last, model, optimizers, schedulers, scaler, dist)
+        saved = ckpt.restore_training_state(
+            last, model, optimizers, schedulers, scaler, dist.rank, dist.world_size
+        )
+        state = TrainState(**saved)
         log.info("resuming %s at step %d", last, state.step)
     elif t.init_from:
         source = ckpt.load_checkpoint(t.init_from, map_location=dist.device)
         missing, unexpected = ckpt.load_model_state(model, source["model"], t.init_from, strict=t.init_strict)
         log.info("initialised from %s (missing %s, unexpected %s)", t.init_from, missing, unexpected)
-    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=task.collate, num_workers=t.num_workers,
-                        pin_memory=dist.device.type == "cuda", persistent_workers=t.num_workers > 0,
-                        generator=torch.Generator().manual_seed(t.seed))  # keeps the global RNG untouched
-    logger = RunLogger(out_dir, dist.is_main, state.step, total, t.tensorboard, t.progress)
-    wrapped = wrap_model(model, dist, t.find_unused_parameters)
-    return _Run(cfg, dist, task, model, wrapped, optimizers, schedulers, scaler, sampler, loader, logger,
-                total, state)
+    steps = all_gather_object(state.step, dist)
+    if len(set(steps)) > 1:
+        raise RuntimeError(
+            f"ranks resume from different steps {steps}: every node must see the same {last} "
+            "(put out_dir on a shared filesystem)"
+        )
+    return state
 
 
 def _save_config_noting_changes(cfg: RunConfig, path: Path) -> None:
@@ -178,38 +187,15 @@ def _save_config_noting_changes(cfg: RunConfig, path: Path) -> None:
     save_config(cfg, path)
 
 
-def _restore(path: Path, model: nn.Module, optimizers: dict, schedulers: dict, scaler: torch.amp.GradScaler,
-             dist: DistInfo) -> TrainState:
-    """Loads the full training state of `path` into the freshly built objects."""
-    state = ckpt.load_checkpoint(path, map_location=dist.device)
-    ckpt.load_model_state(model, state["model"], path)
-    if set(state["optimizers"]) != set(optimizers):
-        raise ckpt.CheckpointMismatchError(
-            f"{path}: checkpoint has optimizers {sorted(state['optimizers'])}, the config {sorted(optimizers)}")
-    for name, optimizer in optimizers.items():
-        try:
-            optimizer.load_state_dict(state["optimizers"][name])
-        except ValueError as err:
-            raise ckpt.CheckpointMismatchError(f"{path}: optimizer {name!r} does not fit: {err}") from err
-        schedulers[name].load_state_dict(state["schedulers"][name])
-    scaler.load_state_dict(state["scaler"] or {})
-    if state["world_size"] == dist.world_size:
-        restore_rng(state["rng"][dist.rank])
-    else:
-        log.warning("%s: written by %d ranks, resumed on %d: RNG streams restart from the seed",
-                    path, state["world_size"], dist.world_size)
-    return TrainState(**state["train_state"])
-
-
 def _update(run: _Run, micro_batches: list[Batch]) -> dict[str, float]:
     """One optimizer update over this rank's micro-batches; returns the global mean loss and scalars."""
     cfg, dist, accum = run.cfg, run.dist, len(micro_batches)
     losses, extras_sum, ids = [], {}, []
     for i, batch in enumerate(micro_batches):
-        batch = _to_device(batch, dist.device)
+        batch = to_device(batch, dist.device)
         sync = i == accum - 1 or not dist.enabled
         with nullcontext() if sync else run.wrapped.no_sync():  # type: ignore[operator]
-            with _autocast(cfg, dist.device):
+            with autocast(cfg, dist.device):
                 loss, extras = run.task.loss(run.wrapped, batch)
             run.scaler.scale(loss / accum).backward()
         losses.append(loss.detach().float())
@@ -217,10 +203,11 @@ def _update(run: _Run, micro_batches: list[Batch]) -> dict[str, float]:
         for key, value in extras.items():
             extras_sum[key] = extras_sum.get(key, 0.0) + float(value)
     keys = sorted(extras_sum)
-    local = torch.stack([torch.stack(losses).mean(), *(torch.tensor(extras_sum[k] / accum) for k in keys)])
-    reduced = all_reduce_mean(local.to(dist.device), dist).tolist()  # [1 + len(keys)]
+    extras_mean = torch.tensor([extras_sum[k] / accum for k in keys], device=dist.device)  # [K]
+    local = torch.cat([torch.stack(losses).mean().reshape(1), extras_mean])  # [1 + K]
+    reduced = all_reduce_mean(local, dist).tolist()  # [1 + K]
     stats = {"loss": reduced[0], **dict(zip(keys, reduced[1:]))}
-    if not torch.isfinite(torch.tensor(reduced[0])):
+    if not math.isfinite(reduced[0]):
         _raise_non_finite(run, reduced[0], [(float(l), b) for l, b in zip(losses, ids)])
     stats["lr"] = run.optimizers[MAIN].param_groups[0]["lr"]
     for name, optimizer in run.optimizers.items():
@@ -233,15 +220,20 @@ def _update(run: _Run, micro_batches: list[Batch]) -> dict[str, float]:
     for optimizer in run.optimizers.values():
         run.scaler.step(optimizer)
     run.scaler.update()
-    for name, optimizer in run.optimizers.items():
-        run.schedulers[name].step()
-        optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():  # schedules count updates, also those the fp16 GradScaler skipped
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+        for name, optimizer in run.optimizers.items():
+            run.schedulers[name].step()
+            optimizer.zero_grad(set_to_none=True)
     return stats
 
 
 def _raise_non_finite(run: _Run, loss: float, local: list[tuple[float, Any]]) -> None:
-    bad = [ids if ids is not None else f"micro-batch {i} (no 'ids' key)"
-           for i, (value, ids) in enumerate(local) if not torch.isfinite(torch.tensor(value))]
+    bad = [
+        ids if ids is not None else f"micro-batch {i} (no 'ids' key)"
+        for i, (value, ids) in enumerate(local)
+        if not math.isfinite(value)
+    ]
     per_rank = all_gather_object(bad, run.dist)
     where = "; ".join(f"rank {r}: {b}" for r, b in enumerate(per_rank) if b) or "no single micro-batch"
     last = ckpt.last_path(run.cfg.out_dir)
@@ -263,8 +255,11 @@ def _after_update(run: _Run, stats: dict[str, float]) -> None:
     if state.step % t.log_every == 0 or last:
         _log_window(run, stats)
     improved = False
-    if t.eval_split and ((t.eval_every and state.step % t.eval_every == 0)
-                         or (t.eval_each_epoch and epoch_end) or (t.eval_at_end and last)):
+    if t.eval_split and (
+        (t.eval_every and state.step % t.eval_every == 0)
+        or (t.eval_each_epoch and epoch_end)
+        or (t.eval_at_end and last)
+    ):
         improved = broadcast_object(_evaluate_now(run), run.dist)
     if improved or state.step % t.checkpoint_every == 0 or epoch_end or last:
         _save(run, best=improved)
@@ -279,8 +274,13 @@ def _log_window(run: _Run, stats: dict[str, float]) -> None:
     record["lr"] = stats["lr"]  # the latest update's rates, not window means
     record.update({k: v for k, v in stats.items() if k.startswith("lr/")})
     record["samples_per_sec"] = steps * run.cfg.train.batch_size / max(now - run.window_start, 1e-9)
+    if state.step % run.cfg.train.log_every:  # the run ends inside a window: log it, but keep it open
+        record["partial"] = True  # so that a continued run (max_steps raised) logs the full window
+        state.window["steps"] = steps
+    else:
+        state.window, run.window_start = {}, now
     run.logger.log_train(record)
-    run.last_loss, state.window, run.window_start = record["loss"], {}, now
+    run.last_loss = record["loss"]
 
 
 def _evaluate_now(run: _Run) -> bool:
@@ -288,14 +288,20 @@ def _evaluate_now(run: _Run) -> bool:
     if not run.dist.is_main:
         return False
     cfg, state = run.cfg, run.state
-    if run.eval_set is None:
+    if run.eval_set is None:  # built in _setup; None only if evaluation was switched off there
         run.eval_set = run.task.dataset(cfg.train.eval_split)
     out = Path(cfg.out_dir) / "eval" / f"step{state.step:07d}" if cfg.train.save_predictions else None
     with preserved_rng():  # evaluation must not shift the training RNG streams
         metrics = run_evaluation(run.task, run.model, run.eval_set, cfg, run.dist.device, out)
-    state.last_eval = dict(metrics)
-    run.logger.log_eval({"step": state.step, "epoch": state.step / run.sampler.steps_per_epoch,
-                         "split": cfg.train.eval_split, **metrics})
+    state.last_eval = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}  # plain data
+    run.logger.log_eval(
+        {
+            "step": state.step,
+            "epoch": state.step / run.sampler.steps_per_epoch,
+            "split": cfg.train.eval_split,
+            **metrics,
+        }
+    )
     value = float(metrics[run.task.primary_metric])
     if state.best_value is None or value > state.best_value:
         state.best_value, state.best_step = value, state.step
@@ -307,22 +313,27 @@ def _save(run: _Run, best: bool) -> None:
     """Writes last.pt (and best.pt): every rank contributes its RNG state; rank 0 writes."""
     bad = ckpt.first_non_finite(run.model)  # identical weights on every rank: all stop together
     if bad is not None:
-        raise NonFiniteLossError(f"{bad} is not finite after update {run.state.step}; refusing to write a "
-                                 f"checkpoint (the last good one stays at {ckpt.last_path(run.cfg.out_dir)})")
+        raise NonFiniteLossError(
+            f"{bad} is not finite after update {run.state.step}; refusing to write a "
+            f"checkpoint (the last good one stays at {ckpt.last_path(run.cfg.out_dir)})"
+        )
     rng = all_gather_object(capture_rng(), run.dist)
     if not run.dist.is_main:
         return
     last = ckpt.last_path(run.cfg.out_dir)
-    ckpt.save_checkpoint({
-        "model": run.model.state_dict(),
-        "optimizers": {n: o.state_dict() for n, o in run.optimizers.items()},
-        "schedulers": {n: s.state_dict() for n, s in run.schedulers.items()},
-        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
-        "train_state": vars(run.state).copy(),
-        "rng": rng,
-        "world_size": run.dist.world_size,
-        "config": config_to_dict(run.cfg),
-    }, last)
+    ckpt.save_checkpoint(
+        {
+            "model": run.model.state_dict(),
+            "optimizers": {n: o.state_dict() for n, o in run.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in run.schedulers.items()},
+            "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+            "train_state": vars(run.state).copy(),
+            "rng": rng,
+            "world_size": run.dist.world_size,
+            "config": config_to_dict(run.cfg),
+        },
+        last,
+    )
     if best:
         ckpt.copy_checkpoint(last, ckpt.best_path(run.cfg.out_dir))
 
@@ -345,36 +356,23 @@ def train(cfg: RunConfig) -> RunResult:
 
     Works alike in one process and under torchrun (DDP). Raises NonFiniteLossError on a NaN/inf loss
     (the last checkpoint on disk stays the last good state)."""
+    validate(cfg)  # configs built in Python skip load_config's checks
     dist = init_distributed(cfg.train.device, cfg.train.dist_timeout_min)
     try:
         run = _setup(cfg, dist)
         with run.logger:
             _train(run)
         state, best = run.state, ckpt.best_path(cfg.out_dir)
-        return RunResult(Path(cfg.out_dir), state.step, state.epoch, run.last_loss, state.best_value,
-                         state.best_step, state.last_eval, ckpt.last_path(cfg.out_dir),
-                         best if best.is_file() else None)
+        return RunResult(
+            Path(cfg.out_dir),
+            state.step,
+            state.epoch,
+            run.last_loss,
+            state.best_value,
+            state.best_step,
+            state.last_eval,
+            ckpt.last_path(cfg.out_dir),
+            best if best.is_file() else None,
+        )
     finally:
         shutdown(dist)
-
-
-def evaluate(
-    cfg: RunConfig, checkpoint: str | Path, split: str | None = None, out_dir: str | Path | None = None
-) -> dict[str, Any]:
-    """Evaluates a checkpoint's model on `split` (default: train.eval_split) in this process.
-
-    The task writes its results file into `out_dir` (default <cfg.out_dir>/eval/<split>-<checkpoint
-    name>/), next to metrics.json. Raises CheckpointMismatchError if the weights do not fit the model."""
-    device = pick_device(cfg.train.device)
-    split = split or cfg.train.eval_split
-    if not split:
-        raise ValueError("no split to evaluate: pass `split` or set train.eval_split")
-    results = Path(out_dir) if out_dir else Path(cfg.out_dir) / "eval" / f"{split}-{Path(checkpoint).stem}"
-    task = _build_task(cfg, device)
-    model = _build_model(task, cfg.train.seed, device)
-    ckpt.load_model_state(model, ckpt.load_checkpoint(checkpoint, map_location=device)["model"], checkpoint)
-    metrics = run_evaluation(task, model, task.dataset(split), cfg, device, results)
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "metrics.json").write_text(yaml.safe_dump({"checkpoint": str(checkpoint), "split": split,
-                                                          **metrics}, sort_keys=False))
-    return metrics

@@ -36,7 +36,9 @@ def build_optimizer(params: list[nn.Parameter], cfg: OptimConfig) -> torch.optim
             groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
         )
     adam_family = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
-    return adam_family[cfg.name](groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return adam_family[cfg.name](
+        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
 
 
 def partition_parameters(model: nn.Module, cfg: RunConfig) -> dict[str, list[nn.Parameter]]:
@@ -101,7 +103,9 @@ def build_scheduler(
 ) -> LRScheduler:
     """A LambdaLR applying `schedule_factor` to every param group of `optimizer`."""
     if steps_per_epoch < 1 or total_steps < 1:
-        raise ValueError(f"steps_per_epoch and total_steps must be >= 1, got {steps_per_epoch}, {total_steps}")
+        raise ValueError(
+            f"steps_per_epoch and total_steps must be >= 1, got {steps_per_epoch}, {total_steps}"
+        )
 
     def factor(step: int) -> float:
         return schedule_factor(cfg, step, steps_per_epoch, total_steps)

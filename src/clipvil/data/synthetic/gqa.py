@@ -8,8 +8,17 @@ from typing import Any
 import numpy as np
 
 from clipvil.data.synthetic.questions import (
-    QA, Family, Program, choice, referable, colour_question, compare_question, exist_question, shape_question,
-    spatial_question, yes_no,
+    QA,
+    Family,
+    Program,
+    choice,
+    colour_question,
+    compare_question,
+    exist_question,
+    referable,
+    shape_question,
+    spatial_question,
+    yes_no,
 )
 from clipvil.data.synthetic.refer import VALUES, absent_variant, describe, with_article
 from clipvil.data.synthetic.scene import Scene
@@ -57,11 +66,29 @@ def choose_question(scene: Scene, rng: np.random.Generator) -> QA | None:
               tuple(p.ops), ("choose", "attr", "chooseAttr"), ((desc.words(), obj.obj_id),))
 
 
-def _some_desc(scene: Scene, rng: np.random.Generator, present: bool):
-    """A colour+shape description that is (or is not) in the scene, with the object it came from."""
-    obj = choice(rng, list(scene.objects))
-    desc = describe(obj, ("color", "shape"))
-    return (desc, obj) if present else (absent_variant(scene, obj, ("color", "shape"), rng), None)
+def _pair_descs(scene: Scene, rng: np.random.Generator, flags: tuple[bool, bool]):
+    """Two different colour+shape descriptions, each present or absent as `flags` says, with the object
+    a present one came from (None for an absent one); None when the scene cannot give them."""
+    present = {}
+    for o in scene.objects:
+        present.setdefault(describe(o, ("color", "shape")), o)
+    kinds = list(present)
+    picks: list = [None, None]
+    if all(flags):
+        if len(kinds) < 2:
+            return None
+        order = rng.permutation(len(kinds))[:2]
+        return [(kinds[int(i)], present[kinds[int(i)]]) for i in order]
+    for k, flag in enumerate(flags):
+        if flag:
+            d = choice(rng, kinds)
+            picks[k] = (d, present[d])
+        else:
+            d = absent_variant(scene, choice(rng, list(scene.objects)), ("color", "shape"), rng)
+            picks[k] = None if d is None else (d, None)
+    if None in picks or picks[0][0] == picks[1][0]:
+        return None
+    return picks
 
 
 def logical_question(scene: Scene, rng: np.random.Generator) -> QA | None:
@@ -75,9 +102,10 @@ def logical_question(scene: Scene, rng: np.random.Generator) -> QA | None:
         flags = (True, True) if want else (bool(rng.random() < 0.5), False)
     if rng.random() < 0.5:
         flags = flags[::-1]
-    (d1, o1), (d2, o2) = _some_desc(scene, rng, flags[0]), _some_desc(scene, rng, flags[1])
-    if d1 is None or d2 is None or d1 == d2:
+    pair = _pair_descs(scene, rng, flags)
+    if pair is None:
         return None
+    (d1, o1), (d2, o2) = pair
     w1, w2 = with_article(d1.words()), with_article(d2.words())
     q = f"Is there {w1} or {w2}?" if op == "or" else f"Are there both {w1} and {w2}?"
     p = Program()

@@ -15,8 +15,20 @@ from typing import TypeVar
 import numpy as np
 
 from clipvil.data.synthetic.refer import (
-    ATTRIBUTES, COLORS, OPPOSITE, RELATIONS, SHAPES, SIZES, Desc, absent_variant, count, describe, pick_ref,
-    related, relation, with_article,
+    ATTRIBUTES,
+    COLORS,
+    OPPOSITE,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    Desc,
+    absent_variant,
+    count,
+    describe,
+    pick_ref,
+    related,
+    relation,
+    with_article,
 )
 from clipvil.data.synthetic.scene import Scene, SceneObject
 

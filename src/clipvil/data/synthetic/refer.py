@@ -8,6 +8,7 @@ clear: centres apart by at least the larger radius along the axis in question.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
@@ -36,7 +37,8 @@ class Desc:
     shape: str | None = None
 
     def matches(self, obj: SceneObject) -> bool:
-        return all(getattr(self, a) in (None, getattr(obj, a)) for a in ATTRIBUTES)
+        return ((self.size is None or self.size == obj.size) and (self.color is None or self.color == obj.color)
+                and (self.shape is None or self.shape == obj.shape))
 
     def used(self) -> tuple[str, ...]:
         """The attributes this description names."""
@@ -63,11 +65,18 @@ def with_article(words: str, definite: bool = False) -> str:
 
 
 def count(scene: Scene, desc: Desc) -> int:
-    return sum(desc.matches(o) for o in scene.objects)
+    """How many objects of the scene match `desc`."""
+    n = 0
+    for o in scene.objects:
+        if desc.matches(o):
+            n += 1
+    return n
 
 
-def unique_descs(scene: Scene, obj: SceneObject, exclude: tuple[str, ...] = ()) -> list[Desc]:
-    """Every description of `obj` (not naming the `exclude` attributes) that matches it alone, shortest first."""
+@lru_cache(maxsize=4096)
+def unique_descs(scene: Scene, obj: SceneObject, exclude: tuple[str, ...] = ()) -> tuple[Desc, ...]:
+    """Every description of `obj` (not naming the `exclude` attributes) that matches it alone, shortest
+    first. Cached: question, caption and statement generators ask for the same objects many times."""
     allowed = [a for a in ATTRIBUTES if a not in exclude]
     out = []
     for k in range(1, len(allowed) + 1):
@@ -75,7 +84,7 @@ def unique_descs(scene: Scene, obj: SceneObject, exclude: tuple[str, ...] = ()) 
             d = describe(obj, attrs)
             if count(scene, d) == 1:
                 out.append(d)
-    return out
+    return tuple(out)
 
 
 def pick_ref(

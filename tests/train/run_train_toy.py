@@ -1,0 +1,15 @@
+"""Runs the toy task through `clipvil.train.train` (for torchrun and kill -9 tests).
+
+Usage: python run_train_toy.py CONFIG.yaml [key.sub=value ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import train_toy  # noqa: F401  (registers the toy task)
+
+from clipvil.train import load_config, train
+
+if __name__ == "__main__":
+    train(load_config(sys.argv[1], sys.argv[2:]))

@@ -1,0 +1,143 @@
+"""Typed YAML configs: sections, overrides, includes, unknown keys, bad values, round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import train_toy  # noqa: F401  (registers toy_regression)
+from train_toy import ToyConfig
+
+from clipvil.train import ConfigError, ExtraOptimizerConfig, OptimConfig, load_config, save_config
+
+FULL = """\
+task:
+  name: toy_regression
+  dim: 6
+optim:
+  name: adamax
+  lr: 1e-2          # PyYAML reads this as a string; the float field accepts it
+  betas: [0.9, 0.98]
+  eps: 1.0e-9
+schedule:
+  warmup: 1000
+  warmup_factor: 0.2
+  milestones: [15000, 18000]
+extra_optimizers:
+  trunk:
+    modules: [body]
+    optim: {name: sgd, lr: 0.003, momentum: 0.9}
+train:
+  batch_size: 512
+  max_steps: 22000
+  amp: bf16
+out_dir: runs/x
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_full_file_is_typed(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "run.yaml", FULL))
+    assert cfg.task_name == "toy_regression"
+    assert cfg.task == ToyConfig(dim=6)
+    assert cfg.optim == OptimConfig(name="adamax", lr=0.01, betas=(0.9, 0.98), eps=1e-9)
+    assert isinstance(cfg.optim.lr, float) and isinstance(cfg.optim.betas, tuple)
+    assert cfg.schedule.milestones == [15000, 18000] and cfg.schedule.warmup_factor == 0.2
+    assert cfg.extra_optimizers == {
+        "trunk": ExtraOptimizerConfig(modules=["body"], optim=OptimConfig(name="sgd", lr=0.003, momentum=0.9))
+    }
+    assert (cfg.train.batch_size, cfg.train.max_steps, cfg.train.amp) == (512, 22000, "bf16")
+    assert cfg.train.grad_accum == 1  # defaults fill what the file leaves out
+    assert cfg.out_dir == "runs/x"
+
+
+def test_overrides_are_yaml_scalars(tmp_path: Path) -> None:
+    overrides = [
+        "optim.lr=3e-4",
+        "train.amp=none",
+        "schedule.milestones=[10, 12]",
+        "task.dim=7",
+        "train.shuffle=false",
+        "task.name=toy_regression",
+        "extra_optimizers.trunk.optim.lr=0.5",
+    ]
+    cfg = load_config(write(tmp_path, "run.yaml", FULL), overrides)
+    assert cfg.optim.lr == pytest.approx(3e-4)
+    assert cfg.train.amp == "none" and cfg.train.shuffle is False
+    assert cfg.schedule.milestones == [10, 12]
+    assert cfg.task.dim == 7
+    assert cfg.extra_optimizers["trunk"].optim.lr == 0.5
+
+
+def test_unknown_key_in_file_names_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "run.yaml", FULL.replace("  batch_size: 512", "  batchsize: 512"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path.resolve()) in str(err.value) and "train.batchsize: unknown key" in str(err.value)
+
+
+def test_unknown_key_in_task_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"task\.depth: unknown key.*ToyConfig"):
+        load_config(write(tmp_path, "run.yaml", FULL.replace("  dim: 6", "  depth: 6")))
+
+
+def test_unknown_override_names_the_override(tmp_path: Path) -> None:
+    path = write(tmp_path, "run.yaml", FULL)
+    with pytest.raises(ConfigError, match=r"override 'train\.foo=1': train\.foo: unknown key"):
+        load_config(path, ["train.foo=1"])
+    with pytest.raises(ConfigError, match=r"override 'bogus\.x=1': bogus: unknown key"):
+        load_config(path, ["bogus.x=1"])
+    with pytest.raises(ConfigError, match="expected key.sub=value"):
+        load_config(path, ["train.batch_size"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.batch_size=abc", "train.batch_size: expected an integer, got 'abc'"),
+        ("train.amp=fp8", r"train.amp: must be one of \['none', 'bf16', 'fp16'\]"),
+        ("optim.betas=[0.9]", "optim.betas: expected 2 values"),
+        ("optim.lr=fast", "optim.lr: expected a number"),
+        ("train.shuffle=3", "train.shuffle: expected true/false"),
+        ("train.grad_accum=3", "not divisible by grad_accum=3"),
+        ("task.name=nope", "unknown task 'nope'; registered tasks:.*toy_regression"),
+    ],
+)
+def test_bad_values_fail_with_key(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, "run.yaml", FULL), [override])
+
+
+def test_needs_a_length_and_a_task(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="max_steps and/or train.epochs"):
+        load_config(write(tmp_path, "run.yaml", FULL), ["train.max_steps=0"])
+    with pytest.raises(ConfigError, match="task.name: missing"):
+        load_config(write(tmp_path, "bare.yaml", "train: {max_steps: 3}\n"))
+
+
+def test_includes_merge_under_the_file(tmp_path: Path) -> None:
+    write(tmp_path, "base.yaml", FULL)
+    (tmp_path / "sub").mkdir()
+    child = write(tmp_path, "sub/child.yaml", "includes: [../base.yaml]\ntrain:\n  batch_size: 64\n")
+    cfg = load_config(child)
+    assert cfg.train.batch_size == 64 and cfg.train.max_steps == 22000 and cfg.optim.name == "adamax"
+    write(tmp_path, "bad_base.yaml", FULL.replace("  amp: bf16", "  ampp: bf16"))
+    bad_child = write(tmp_path, "bad_child.yaml", "includes: [bad_base.yaml]\n")
+    with pytest.raises(ConfigError, match=r"bad_base\.yaml: train\.ampp: unknown key"):
+        load_config(bad_child)
+
+
+def test_saved_config_loads_back_equal(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "run.yaml", FULL), ["train.eval_every=7"])
+    save_config(cfg, tmp_path / "out" / "config.yaml")
+    assert load_config(tmp_path / "out" / "config.yaml") == cfg
+
+
+def test_reserved_optimizer_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="reserved"):
+        load_config(write(tmp_path, "run.yaml", FULL), ["extra_optimizers.main.modules=[body]"])

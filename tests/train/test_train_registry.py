@@ -1,0 +1,35 @@
+"""The task registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import train_toy
+
+from clipvil.tasks.registry import get_task, register_task, registered_tasks
+
+
+def test_registered_toy_task() -> None:
+    entry = get_task("toy_regression")
+    assert entry.config_cls is train_toy.ToyConfig and entry.factory is train_toy.ToyTask
+    assert "toy_regression" in registered_tasks()
+    register_task("toy_regression", train_toy.ToyConfig, train_toy.ToyTask)  # re-import: no-op
+
+
+def test_conflicts_and_unknown_names() -> None:
+    @dataclass
+    class Other:
+        x: int = 1
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_task("toy_regression", Other, train_toy.ToyTask)
+    with pytest.raises(KeyError, match="unknown task 'no_such_task'.*toy_regression"):
+        get_task("no_such_task")
+
+    @dataclass
+    class Named:
+        name: str = "x"
+
+    with pytest.raises(ValueError, match="field 'name'"):
+        register_task("named_task", Named, train_toy.ToyTask)
