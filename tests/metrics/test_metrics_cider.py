@@ -70,7 +70,7 @@ def test_groups_and_edge_cases_match_pycocoevalcap(shared_data: Path) -> None:
     groups += extra
     got = CiderD().score(candidates, ref_sets, groups)
     # pycocoevalcap scores one candidate per key: expand the groups into one reference copy per candidate.
-    want_mean, want = _pycoco(dict(enumerate(candidates)), {k: ref_sets[g] for k, g in enumerate(groups)})
+    _, want = _pycoco(dict(enumerate(candidates)), {k: ref_sets[g] for k, g in enumerate(groups)})
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
     assert got[1] == 0.0 and got[0] > got[4] > 0  # empty scores 0; a reference copy beats another caption
 
@@ -98,7 +98,10 @@ def test_token_sequences_equal_strings(shared_data: Path) -> None:
     ids = list(refs)
     as_text = CiderD().score([preds[i] for i in ids], [refs[i] for i in ids])
     vocab: dict[str, int] = {}
-    to_ids = lambda s: [vocab.setdefault(w, len(vocab)) for w in s.split()]  # noqa: E731
+
+    def to_ids(sentence: str) -> list[int]:
+        return [vocab.setdefault(w, len(vocab)) for w in sentence.split()]
+
     as_ids = CiderD().score([to_ids(preds[i]) for i in ids], [[to_ids(r) for r in refs[i]] for i in ids])
     np.testing.assert_array_equal(as_text, as_ids)
 

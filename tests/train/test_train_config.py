@@ -141,3 +141,15 @@ def test_saved_config_loads_back_equal(tmp_path: Path) -> None:
 def test_reserved_optimizer_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="reserved"):
         load_config(write(tmp_path, "run.yaml", FULL), ["extra_optimizers.main.modules=[body]"])
+
+
+def test_python_built_configs_are_checked_by_train(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from clipvil.train import RunConfig, train
+
+    cfg = RunConfig(task_name="toy_regression", task=OptimConfig(), out_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="task 'toy_regression' takes a ToyConfig, got OptimConfig"):
+        train(replace(cfg, train=replace(cfg.train, max_steps=1)))
+    with pytest.raises(ConfigError, match="max_steps and/or train.epochs"):
+        train(replace(cfg, task=ToyConfig()))

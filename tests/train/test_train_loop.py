@@ -184,3 +184,11 @@ def test_init_from_loads_weights_only(tmp_path: Path) -> None:
     result = train(cfg)
     assert result.step == 1  # a fresh run: counters and optimizer start over
     assert_same_weights(final_weights(tmp_path / "fine"), final_weights(tmp_path / "pre"))
+
+
+def test_resume_with_dataloader_workers(tmp_path: Path) -> None:
+    args = ["task.hidden=8", "task.dropout=0.3", "train.num_workers=2"]
+    train(toy_config(tmp_path / "whole", *args, "train.max_steps=20"))
+    train(toy_config(tmp_path / "split", *args, "train.max_steps=11"))
+    train(toy_config(tmp_path / "split", *args, "train.max_steps=20"))
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 20

@@ -33,3 +33,25 @@ def test_conflicts_and_unknown_names() -> None:
 
     with pytest.raises(ValueError, match="field 'name'"):
         register_task("named_task", Named, train_toy.ToyTask)
+
+
+def test_task_modules_under_clipvil_tasks_load_on_first_use(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import clipvil.tasks
+    from clipvil.tasks import registry
+
+    (tmp_path / "autoload_probe.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from clipvil.tasks.registry import register_task\n"
+        "@dataclass\nclass ProbeConfig:\n    size: int = 1\n"
+        "register_task('autoload_probe', ProbeConfig, lambda cfg, ctx: None)\n"
+    )
+    monkeypatch.setattr(registry, "_TASKS", dict(registry._TASKS))
+    monkeypatch.setattr(clipvil.tasks, "__path__", [*clipvil.tasks.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "clipvil.tasks.autoload_probe", raising=False)
+    assert "autoload_probe" not in registered_tasks()
+    assert get_task("autoload_probe").config_cls.__name__ == "ProbeConfig"
+    sys.modules.pop("clipvil.tasks.autoload_probe", None)

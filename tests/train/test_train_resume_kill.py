@@ -32,7 +32,7 @@ ARGS = [
 
 def test_kill_minus_nine_then_resume(tmp_path: Path) -> None:
     killed = tmp_path / "killed"
-    save_config(toy_config(killed, *ARGS, "task.sleep=0.1"), tmp_path / "slow.yaml")
+    save_config(toy_config(killed, *ARGS, "task.sleep=0.15"), tmp_path / "slow.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "run_train_toy.py"), str(tmp_path / "slow.yaml")],

@@ -109,7 +109,7 @@ def read_coco_captions(path: PathLike, image_ids: Collection[int] | None = None)
         for i, ann in enumerate(get_field(data, "annotations", p, None, list)):
             cid = get_field(ann, "id", p, f"annotations[{i}]", int)
             where = f"caption {cid}"
-            check_new(seen, cid, p, where, "caption id")
+            check_new(seen, cid, p, where, "caption id", f"annotations[{i}]")
             image_id = get_field(ann, "image_id", p, where, int)
             if image_id not in images:
                 raise error(p, where, f"image id {image_id} is not in the file's images list")
@@ -130,7 +130,7 @@ def _coco_images(raw: list, path: Path, image_ids: Collection[int] | None) -> di
     for i, im in enumerate(raw):
         image_id = get_field(im, "id", path, f"images[{i}]", int)
         where = f"image {image_id}"
-        check_new(seen, image_id, path, where, "image id")
+        check_new(seen, image_id, path, where, "image id", f"images[{i}]")
         check_image(image_id, image_ids, path, where)
         images[image_id] = get_field(im, "file_name", path, where, str)
     return images
@@ -155,7 +155,7 @@ def read_karpathy(
         for i, im in enumerate(get_field(data, "images", p, None, list)):
             image_id = get_field(im, "cocoid", p, f"images[{i}]", int)
             where = f"image {image_id}"
-            check_new(seen, image_id, p, where, "cocoid")
+            check_new(seen, image_id, p, where, "cocoid", f"images[{i}]")
             check_image(image_id, image_ids, p, where)
             split = get_field(im, "split", p, where, str)
             if split not in KARPATHY_SPLITS:
@@ -203,7 +203,7 @@ def read_image_list(path: PathLike) -> list[str]:
     for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
         name = line.strip()
         if name:
-            check_new(seen, name, p, f"line {lineno}", "image")
+            check_new(seen, name, p, f"line {lineno}", "image", f"line {lineno}")
             names.append(name)
     return names
 

@@ -107,7 +107,7 @@ def _parse_pair(
 ) -> SnliVePair:
     pair_id = get_field(obj, "pairID", path, line, str)
     where = f"{line}: pair {pair_id}"
-    check_new(seen, pair_id, path, where, "pairID")
+    check_new(seen, pair_id, path, where, "pairID", line)
     assert isinstance(obj, dict)  # checked by get_field()
     image_id = _image_id(obj, path, where)
     check_image(image_id, image_ids, path, where)

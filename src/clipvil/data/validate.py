@@ -73,7 +73,7 @@ def iter_jsonl(path: PathLike) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                yield lineno, json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as e:
                 raise error(p, f"line {lineno}", f"invalid JSON at column {e.colno}: {e.msg}") from None
 
@@ -120,12 +120,13 @@ def check_image(image_id: Any, image_ids: Collection[Any] | None, path: PathLike
         raise error(path, entry, f"unknown image id {image_id!r} (not in the given image-id set)")
 
 
-def check_new(seen: dict[Any, str], key: Any, path: PathLike, entry: str, what: str = "id") -> None:
-    """Records `key` -> `entry`; an error naming both entries when the key was seen before."""
+def check_new(seen: dict[Any, str], key: Any, path: PathLike, entry: str, what: str, position: str) -> None:
+    """Records where `key` was seen (`position`, e.g. "questions[3]" or "line 7"); an error naming both
+    positions when it was seen before."""
     first = seen.get(key)
     if first is not None:
-        raise error(path, entry, f"duplicate {what} {key!r} (first seen at {first})")
-    seen[key] = entry
+        raise error(path, entry, f"duplicate {what} {key!r} (at {position}; first at {first})")
+    seen[key] = position
 
 
 class WarningCounter:

@@ -127,7 +127,7 @@ def _read_questions(path: Path, image_ids: Collection[int] | None) -> tuple[str,
         where = f"questions[{i}]"
         qid = get_field(q, "question_id", path, where, int)
         where = f"question {qid}"
-        check_new(seen, qid, path, where, "question id")
+        check_new(seen, qid, path, where, "question id", f"questions[{i}]")
         image_id = get_field(q, "image_id", path, where, int)
         check_image(image_id, image_ids, path, where)
         text = get_field(q, "question", path, where, str)
@@ -149,7 +149,7 @@ def _join_annotations(path: Path, subtype: str, examples: list[VqaExample], warn
     for i, ann in enumerate(annotations):
         qid = get_field(ann, "question_id", path, f"annotations[{i}]", int)
         where = f"question {qid}"
-        check_new(seen, qid, path, where, "annotation for question id")
+        check_new(seen, qid, path, where, "annotation for question id", f"annotations[{i}]")
         ex = by_id.get(qid)
         if ex is None:
             raise error(path, where, "annotation for a question id that is not in the questions file")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
+import torch
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 from torch import nn
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 # name → timm architecture of the ImageNet baselines (the paper's "ImageNet ResNet-50" row)
 TIMM_BASELINES: dict[str, str] = {"imagenet-rn50": "resnet50"}
+RANDOM_INIT_SEED = 0  # towers built without a weight file are seeded, so every process builds the same one
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class WeightsInfo:
     """Where an encoder's weights came from (goes into feature-store provenance)."""
 
     path: str | None  # the file, or None for random initialisation
-    sha256: str  # hex digest of the file, or "random"
+    sha256: str  # hex digest of the file, or "random-seed0" for seeded random initialisation
     format: str  # "openai-torchscript", "torch", "safetensors" or "random"
 
 
@@ -86,6 +88,22 @@ def build_encoder(
     """
     cname = canonical_name(name)
     state, fmt = read_state_dict(weights) if weights is not None else ({}, "random")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)  # random towers are the same in every process (resume, ranks)
+        tower = _build_tower(cname, state, fmt, weights, trainable, block)
+    if weights is None:
+        log.warning("encoder %s has RANDOM weights (seed %d; no --weights file given)", cname, RANDOM_INIT_SEED)
+    tower.weights_info = WeightsInfo(
+        str(weights) if weights is not None else None,
+        sha256_file(weights) if weights is not None else f"random-seed{RANDOM_INIT_SEED}",
+        fmt,
+    )
+    return tower  # type: ignore[return-value]
+
+
+def _build_tower(
+    cname: str, state: dict, fmt: str, weights: str | Path | None, trainable: bool, block: int
+) -> nn.Module:
     if cname in TIMM_BASELINES:
         tower: nn.Module = TimmGridTower(cname, TIMM_BASELINES[cname], trainable)
         if weights is not None:
@@ -98,11 +116,4 @@ def build_encoder(
                 raise WeightsError(f"{weights}: no 'visual.*' weights in this file — is it a CLIP checkpoint?")
             load_checked(visual, vstate, Path(weights), cname)
         tower = _wrap(cname, visual, trainable, block)
-    if weights is None:
-        log.warning("encoder %s has RANDOM weights (no --weights file given)", cname)
-    tower.weights_info = WeightsInfo(
-        str(weights) if weights is not None else None,
-        sha256_file(weights) if weights is not None else "random",
-        fmt,
-    )
-    return tower  # type: ignore[return-value]
+    return tower

@@ -19,6 +19,7 @@ Summaries average over episodes; rates are fractions in [0, 1] as the official e
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -109,7 +110,7 @@ def score_episode(
     for viewpoint in {*path, *reference}:
         if viewpoint not in distances:
             raise ValueError(f"viewpoint {viewpoint} is not in the distance table of the scan")
-    length = float(sum(distances[a][b] for a, b in zip(path[:-1], path[1:])))
+    length = float(sum(distances[a][b] for a, b in itertools.pairwise(path)))
     nav_error = distances[path[-1]][goal]
     oracle_error = min(distances[v][goal] for v in path)
     shortest = distances[start][goal]

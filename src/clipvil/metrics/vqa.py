@@ -110,23 +110,19 @@ def predictions_from_results(results: Sequence[Mapping[str, Any]]) -> dict[int, 
     return preds
 
 
-class _Normaliser:
-    """Caches of the whitespace strip and the full official normalisation, one entry per distinct string."""
+class _StripCache(dict[str, str]):
+    """Whitespace-stripped form of each distinct string, computed once (dict lookups stay in C)."""
 
-    def __init__(self) -> None:
-        self.stripped: dict[str, str] = {}
-        self.normalised: dict[str, str] = {}
-
-    def strip(self, text: str) -> str:
-        out = self.stripped.get(text)
-        if out is None:
-            out = self.stripped[text] = strip_whitespace(text)
+    def __missing__(self, text: str) -> str:
+        out = self[text] = strip_whitespace(text)
         return out
 
-    def normalise(self, stripped: str) -> str:
-        out = self.normalised.get(stripped)
-        if out is None:
-            out = self.normalised[stripped] = normalize_answer(stripped)
+
+class _NormaliseCache(dict[str, str]):
+    """The official normalisation of each distinct (stripped) string, computed once."""
+
+    def __missing__(self, text: str) -> str:
+        out = self[text] = normalize_answer(text)
         return out
 
 
@@ -150,19 +146,14 @@ class _ScoreTable:
     """Per-question accuracy (fraction) by (n answers, matches), bit-exact with the official summation."""
 
     def __init__(self) -> None:
-        self._table: dict[tuple[int, int], float | None] = {}
+        self.fixed: dict[tuple[int, int], float] = {}  # (n, m) whose official sum does not depend on order
         self._ordered: dict[tuple[bool, ...], float] = {}
 
-    def score(self, gts: Sequence[str], pred: str) -> float:
-        n = len(gts)
-        m = gts.count(pred)
-        key = (n, m)
-        if key not in self._table:
-            # The value is vqa_soft_score(m, n) up to rounding; the official float is the ordered sum.
-            exact = _official_terms_sum(n, [True] * m + [False] * (n - m))
-            self._table[key] = exact if _order_free(n, m) else None
-        value = self._table[key]
-        if value is not None:
+    def slow_score(self, gts: Sequence[str], pred: str) -> float:
+        """Fills `fixed` for (n, m), or sums the terms in answer order where the order matters."""
+        n, m = len(gts), gts.count(pred)
+        if _order_free(n, m):
+            value = self.fixed[(n, m)] = _official_terms_sum(n, [True] * m + [False] * (n - m))
             return value
         matched = tuple(g == pred for g in gts)
         value = self._ordered.get(matched)
@@ -185,20 +176,26 @@ def vqa_accuracy(predictions: Mapping[Hashable, str], references: Mapping[Hashab
     check_ids(_METRIC, predictions, references, allow_extra=False)
     if not references:
         raise ValueError(f"{_METRIC}: no questions to score")
-    cache, table = _Normaliser(), _ScoreTable()
+    strip, normalise, table = _StripCache(), _NormaliseCache(), _ScoreTable()
+    fixed = table.fixed
     per_question: dict[Hashable, float] = {}
     all_acc: list[float] = []
     by_qtype: dict[str, list[float]] = {}
     by_atype: dict[str, list[float]] = {}
     for qid, ref in references.items():
-        pred = cache.strip(check_text(_METRIC, "prediction for question", qid, predictions[qid]))
-        gts = [cache.strip(a) for a in ref.answers]
+        pred = predictions[qid]
+        if not isinstance(pred, str):
+            check_text(_METRIC, "prediction for question", qid, pred)
+        pred = strip[pred]
+        gts = list(map(strip.__getitem__, ref.answers))
         if not gts:
             raise ValueError(f"{_METRIC}: question {qid!r}: no human answers")
-        if len(set(gts)) > 1:
-            gts = [cache.normalise(a) for a in gts]
-            pred = cache.normalise(pred)
-        acc = table.score(gts, pred)
+        if len(set(gts)) > 1:  # the official code normalises only when the humans disagree
+            gts = list(map(normalise.__getitem__, gts))
+            pred = normalise[pred]
+        acc = fixed.get((len(gts), gts.count(pred)))
+        if acc is None:
+            acc = table.slow_score(gts, pred)
         all_acc.append(acc)
         per_question[qid] = 100 * acc
         if ref.question_type is not None:

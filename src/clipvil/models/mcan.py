@@ -75,7 +75,7 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.heads = heads
-        self.dropout = dropout
+        self.dropout_p = dropout  # on the attention map, in training only
         self.linear_q = nn.Linear(dim, dim)
         self.linear_k = nn.Linear(dim, dim)
         self.linear_v = nn.Linear(dim, dim)
@@ -90,7 +90,7 @@ class MultiHeadAttention(nn.Module):
         q = self._split(self.linear_q(query))  # [B, h, Lq, d]
         k = self._split(self.linear_k(keys))  # [B, h, Lk, d]
         v = self._split(self.linear_v(keys))  # [B, h, Lk, d]
-        p = self.dropout if self.training else 0.0
+        p = self.dropout_p if self.training else 0.0
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_mask[:, None, None, :], dropout_p=p
         )  # [B, h, Lq, d]

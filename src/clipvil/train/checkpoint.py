@@ -9,6 +9,8 @@ A training checkpoint is one `torch.save`d dict (loadable with `weights_only=Tru
     step, epoch, step_in_epoch: updates done, and the data position of the next update
     best: {"metric", "value", "step"}; log_window: the partial log window
     rng: one `seed.capture_rng()` state per rank; world_size; config: the resolved config (plain data)
+
+`restore_training_state` puts all of it back into freshly built objects when a run resumes.
 """
 
 from __future__ import annotations
@@ -153,10 +155,11 @@ def restore_training_state(
     scaler: torch.amp.GradScaler,
     rank: int,
     world_size: int,
+    device: torch.device,
 ) -> dict[str, Any]:
     """Loads the full training state of `path` into freshly built objects and this rank's RNG streams;
     returns the saved loop counters (`train_state`). Mismatches raise CheckpointMismatchError."""
-    state = load_checkpoint(path, map_location=next(iter(model.parameters())).device)
+    state = load_checkpoint(path, map_location=device)
     load_model_state(model, state["model"], path)
     if set(state["optimizers"]) != set(optimizers):
         raise CheckpointMismatchError(
@@ -168,7 +171,8 @@ def restore_training_state(
         except ValueError as err:
             raise CheckpointMismatchError(f"{path}: optimizer {name!r} does not fit: {err}") from err
         schedulers[name].load_state_dict(state["schedulers"][name])
-    scaler.load_state_dict(state["scaler"] or {})
+    if state["scaler"] and scaler.is_enabled():  # amp switched on or off between runs: start the scale anew
+        scaler.load_state_dict(state["scaler"])
     if state["world_size"] == world_size:
         restore_rng(state["rng"][rank])
     else:

@@ -15,21 +15,22 @@ from torch.utils.data import DataLoader, Dataset
 from clipvil.tasks.base import Batch, Task
 from clipvil.tasks.registry import RunContext, get_task
 from clipvil.train import checkpoint as ckpt
-from clipvil.train.config import RunConfig
+from clipvil.train.config import RunConfig, validate
 from clipvil.train.distributed import pick_device
 from clipvil.train.seed import seed_everything
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
-    """Moves every tensor-like value (anything with `.to`, e.g. GridFeatures) to `device`."""
-    return {
-        k: v.to(device, non_blocking=True)
-        if isinstance(v, torch.Tensor)
-        else v.to(device)
-        if hasattr(v, "to")
-        else v
-        for k, v in batch.items()
-    }
+    """Moves every tensor-like value (anything with `.to`, e.g. GridFeatures) to `device`; lists of ids
+    and other plain values stay as they are."""
+    moved = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)  # from pinned memory: overlaps the copy
+        elif hasattr(value, "to"):
+            value = value.to(device)
+        moved[key] = value
+    return moved
 
 
 def autocast(cfg: RunConfig, device: torch.device) -> Any:
@@ -87,6 +88,7 @@ def evaluate(
 
     The task writes its results file into `out_dir` (default <cfg.out_dir>/eval/<split>-<checkpoint
     name>/), next to metrics.json. Raises CheckpointMismatchError if the weights do not fit the model."""
+    validate(cfg)
     device = pick_device(cfg.train.device)
     split = split or cfg.train.eval_split
     if not split:

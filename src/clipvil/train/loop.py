@@ -160,7 +160,7 @@ def _resume_or_init(
     state, last, t = TrainState(), ckpt.last_path(cfg.out_dir), cfg.train
     if last.is_file():
         saved = ckpt.restore_training_state(
-            last, model, optimizers, schedulers, scaler, dist.rank, dist.world_size
+            last, model, optimizers, schedulers, scaler, dist.rank, dist.world_size, dist.device
         )
         state = TrainState(**saved)
         log.info("resuming %s at step %d", last, state.step)
