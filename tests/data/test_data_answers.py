@@ -30,7 +30,9 @@ from clipvil.data import (
 
 def _official_accuracy(prediction: str, human: list[str]) -> float:
     """VQA accuracy by its definition: average over each human answer left out of min(1, matches / 3)."""
-    accs = [min(1.0, sum(h == prediction for j, h in enumerate(human) if j != i) / 3) for i in range(len(human))]
+    accs = [
+        min(1.0, sum(h == prediction for j, h in enumerate(human) if j != i) / 3) for i in range(len(human))
+    ]
     return sum(accs) / len(accs)
 
 
@@ -116,7 +118,9 @@ def test_soft_score_equals_official_accuracy(matches: int) -> None:
     assert round(expected, 6) == [0, 0.3, 0.6, 0.9, 1, 1, 1, 1, 1, 1, 1][matches]  # the documented table
 
 
-def test_targets_on_real_sample_match_official_accuracy(shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_targets_on_real_sample_match_official_accuracy(
+    shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     d = shared_data / "allennlp-models" / "vqav2"
     split = read_vqa(d / "questions.json", d / "annotations.json")
     vocab = load_answer_vocab(*_vocab_paths(shared_data, "vqa"))
@@ -128,7 +132,12 @@ def test_targets_on_real_sample_match_official_accuracy(shared_data: Path, caplo
         assert dict(zip(target.labels, target.scores, strict=True)) == pytest.approx(expected)
         assert list(target.labels) == sorted(target.labels)
     # "netting" and "mesh" (one human answer each, question 458752000) are not among the 3129 answers
-    assert (stats.n_questions, stats.n_human_answers, stats.n_dropped_answers, stats.n_empty_targets) == (3, 30, 2, 0)
+    assert (stats.n_questions, stats.n_human_answers, stats.n_dropped_answers, stats.n_empty_targets) == (
+        3,
+        30,
+        2,
+        0,
+    )
     assert stats.dropped == {"netting": 1, "mesh": 1}
     assert "2 of 30 human answers not in the vocabulary" in caplog.text
 
@@ -143,8 +152,12 @@ def test_normalisation_merges_answer_variants() -> None:
 
 def test_dense_targets() -> None:
     vocab = AnswerVocab.from_answers(["cat", "dog", "egg", "fox"])  # (not "a": it normalises to "")
-    targets = [vqa_soft_target(["dog"] * 10, vocab), vqa_soft_target(["owl"] * 10, vocab),
-               vqa_soft_target(["cat"] * 2 + ["fox"] * 8, vocab), hard_target("egg", vocab)]
+    targets = [
+        vqa_soft_target(["dog"] * 10, vocab),
+        vqa_soft_target(["owl"] * 10, vocab),
+        vqa_soft_target(["cat"] * 2 + ["fox"] * 8, vocab),
+        hard_target("egg", vocab),
+    ]
     dense = dense_targets(targets, len(vocab))
     assert dense.dtype == torch.float32 and dense.shape == (4, 4)
     expected = torch.tensor([[0, 1, 0, 0], [0, 0, 0, 0], [0.6, 0, 0, 1], [0, 0, 1, 0]])

@@ -30,7 +30,9 @@ def test_real_test_reference_entry(shared_data: Path) -> None:
     first = refs.by_image()[391895]
     assert "A man riding on the back of a motorcycle." in first and len(first) == 5
     with pytest.raises(DataFormatError, match=r"coco_karpathy_test_gt\.json: image 391895: unknown image id"):
-        read_coco_captions(shared_data / "coco-caption" / "derived" / "coco_karpathy_test_gt.json", image_ids={1})
+        read_coco_captions(
+            shared_data / "coco-caption" / "derived" / "coco_karpathy_test_gt.json", image_ids={1}
+        )
 
 
 def test_karpathy_fixture_splits(fixtures_dir: Path) -> None:
@@ -53,7 +55,9 @@ def test_karpathy_fixture_splits(fixtures_dir: Path) -> None:
 
 
 def test_karpathy_fixture_matches_real_references(fixtures_dir: Path, shared_data: Path) -> None:
-    refs = read_coco_captions(shared_data / "coco-caption" / "derived" / "coco_karpathy_test_gt.json").by_image()
+    refs = read_coco_captions(
+        shared_data / "coco-caption" / "derived" / "coco_karpathy_test_gt.json"
+    ).by_image()
     for im in read_karpathy(fixtures_dir / "dataset_coco.json").split("test"):
         assert list(im.raw) == refs[im.image_id]
 
@@ -64,21 +68,39 @@ def _karpathy(*images: dict) -> dict:
 
 def _image(cocoid: int = 1, split: str = "train", sentences: list | None = None) -> dict:
     sents = sentences if sentences is not None else [{"raw": "A cat.", "tokens": ["a", "cat"]}]
-    return {"filepath": "train2014", "filename": f"COCO_train2014_{cocoid:012d}.jpg", "cocoid": cocoid,
-            "split": split, "sentences": sents}
+    return {
+        "filepath": "train2014",
+        "filename": f"COCO_train2014_{cocoid:012d}.jpg",
+        "cocoid": cocoid,
+        "split": split,
+        "sentences": sents,
+    }
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (_karpathy(_image(split="dev")),
-         "k.json: image 1: unknown split 'dev' (expected one of ('train', 'val', 'test', 'restval'))"),
-        (_karpathy(_image(), _image()), "k.json: image 1: duplicate cocoid 1 (at images[1]; first at images[0])"),
+        (
+            _karpathy(_image(split="dev")),
+            "k.json: image 1: unknown split 'dev' (expected one of ('train', 'val', 'test', 'restval'))",
+        ),
+        (
+            _karpathy(_image(), _image()),
+            "k.json: image 1: duplicate cocoid 1 (at images[1]; first at images[0])",
+        ),
         (_karpathy(_image(sentences=[])), "k.json: image 1: no sentences"),
-        (_karpathy(_image(sentences=[{"raw": " ", "tokens": []}])), "k.json: image 1: sentences[0]: empty caption"),
-        (_karpathy(_image(sentences=[{"raw": "A cat."}])), "k.json: image 1: sentences[0]: missing field 'tokens'"),
-        (_karpathy({"filepath": "x", "filename": "y", "split": "train", "sentences": []}),
-         "k.json: images[0]: missing field 'cocoid'"),
+        (
+            _karpathy(_image(sentences=[{"raw": " ", "tokens": []}])),
+            "k.json: image 1: sentences[0]: empty caption",
+        ),
+        (
+            _karpathy(_image(sentences=[{"raw": "A cat."}])),
+            "k.json: image 1: sentences[0]: missing field 'tokens'",
+        ),
+        (
+            _karpathy({"filepath": "x", "filename": "y", "split": "train", "sentences": []}),
+            "k.json: images[0]: missing field 'cocoid'",
+        ),
         ({"dataset": "coco"}, "k.json: missing field 'images'"),
     ],
 )
@@ -90,23 +112,32 @@ def test_karpathy_errors(write_json, content: dict, message: str) -> None:
 
 
 def test_karpathy_sentence_without_tokens_is_counted(write_json) -> None:
-    path = write_json("k.json", _karpathy(_image(sentences=[{"raw": "...", "tokens": []}, {"raw": "A cat.", "tokens": ["a", "cat"]}])))
+    path = write_json(
+        "k.json",
+        _karpathy(
+            _image(sentences=[{"raw": "...", "tokens": []}, {"raw": "A cat.", "tokens": ["a", "cat"]}])
+        ),
+    )
     data = read_karpathy(path)
     assert data.warnings == {"sentence with no tokens": 1}
     assert data.images[0].tokens == ((), ("a", "cat"))
 
 
 def _coco(images: list[int], annotations: list[tuple[int, int, str]]) -> dict:
-    return {"images": [{"id": i, "file_name": f"COCO_val2014_{i:012d}.jpg"} for i in images],
-            "annotations": [{"id": c, "image_id": i, "caption": t} for c, i, t in annotations]}
+    return {
+        "images": [{"id": i, "file_name": f"COCO_val2014_{i:012d}.jpg"} for i in images],
+        "annotations": [{"id": c, "image_id": i, "caption": t} for c, i, t in annotations],
+    }
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (_coco([1], [(1, 2, "A dog.")]), "c.json: caption 1: image id 2 is not in the file's images list"),
-        (_coco([1], [(1, 1, "A dog."), (1, 1, "A cat.")]),
-         "c.json: caption 1: duplicate caption id 1 (at annotations[1]; first at annotations[0])"),
+        (
+            _coco([1], [(1, 1, "A dog."), (1, 1, "A cat.")]),
+            "c.json: caption 1: duplicate caption id 1 (at annotations[1]; first at annotations[0])",
+        ),
         (_coco([1], [(1, 1, "")]), "c.json: caption 1: empty caption"),
         (_coco([1, 1], []), "c.json: image 1: duplicate image id 1 (at images[1]; first at images[0])"),
         ({"images": [{"id": 1}], "annotations": []}, "c.json: image 1: missing field 'file_name'"),
@@ -127,5 +158,7 @@ def test_coco_image_without_captions_is_counted(write_json) -> None:
 
 def test_image_list_duplicates(write_json) -> None:
     path = write_json("list.txt", "COCO_val2014_000000000001.jpg\n\nCOCO_val2014_000000000001.jpg\n")
-    with pytest.raises(DataFormatError, match=r"list\.txt: line 3: duplicate image 'COCO_val2014_000000000001\.jpg'"):
+    with pytest.raises(
+        DataFormatError, match=r"list\.txt: line 3: duplicate image 'COCO_val2014_000000000001\.jpg'"
+    ):
         read_image_list(path)

@@ -37,7 +37,12 @@ def test_real_directory_of_shards(gqa_dir: Path, shared_data: Path) -> None:
     assert split.files == tuple(shards)
     assert [q.question_id for q in split.questions] == expected == ["202218649", "20240871"]
     second = split.questions[1]
-    assert (second.image_id, second.answer, second.is_balanced, second.structural) == ("n166008", "yes", False, "logical")
+    assert (second.image_id, second.answer, second.is_balanced, second.structural) == (
+        "n166008",
+        "yes",
+        False,
+        "logical",
+    )
     for q in split.questions:  # every image id names a real sample image
         assert (shared_data / "allennlp-models" / "images" / "gqa" / f"{q.image_id}.jpg").is_file()
 
@@ -51,11 +56,18 @@ def test_shards_in_natural_order(write_json, tmp_path: Path) -> None:
 
 
 def test_test_split_without_answers(write_json) -> None:
-    path = write_json("submission_all_questions.json", {"7": _q(isBalanced=True), "8": _q("n2", "What is it?")})
+    path = write_json(
+        "submission_all_questions.json", {"7": _q(isBalanced=True), "8": _q("n2", "What is it?")}
+    )
     split = read_gqa(path)
-    assert [(q.question_id, q.answer, q.full_answer) for q in split.questions] == [("7", None, None), ("8", None, None)]
+    assert [(q.question_id, q.answer, q.full_answer) for q in split.questions] == [
+        ("7", None, None),
+        ("8", None, None),
+    ]
     assert not split.has_answers and split.warnings == {}
-    with pytest.raises(DataFormatError, match=r"submission_all_questions\.json: question 7: missing field 'answer'"):
+    with pytest.raises(
+        DataFormatError, match=r"submission_all_questions\.json: question 7: missing field 'answer'"
+    ):
         read_gqa(path, require_answers=True)
 
 
@@ -74,7 +86,11 @@ def test_mixed_answers_are_counted(write_json) -> None:
         ({"5": _q(answer="")}, None, "q.json: question 5: empty answer"),
         ({"5": _q(image=3)}, None, "q.json: question 5: field 'imageId' must be str, got int 3"),
         ({"5": _q(types="query")}, None, "q.json: question 5: field 'types' must be dict, got str 'query'"),
-        ({"5": _q(image="n9")}, {"n1"}, "q.json: question 5: unknown image id 'n9' (not in the given image-id set)"),
+        (
+            {"5": _q(image="n9")},
+            {"n1"},
+            "q.json: question 5: unknown image id 'n9' (not in the given image-id set)",
+        ),
         ({"5": "What?"}, None, "q.json: question 5: expected a JSON object, got str"),
         ([_q()], None, "q.json: expected a JSON object question id -> question, got list"),
     ],
@@ -87,14 +103,19 @@ def test_errors_name_file_and_question(write_json, content, image_ids, message) 
 
 
 def test_duplicate_question_ids(write_json, tmp_path: Path) -> None:
-    dup = write_json("dup.json", '{"5": {"imageId": "n1", "question": "A?"}, "5": {"imageId": "n2", "question": "B?"}}')
+    dup = write_json(
+        "dup.json", '{"5": {"imageId": "n1", "question": "A?"}, "5": {"imageId": "n2", "question": "B?"}}'
+    )
     with pytest.raises(DataFormatError, match=r"dup\.json: question 5: duplicate question id"):
         read_gqa(dup)
     write_json("shards/a_0.json", {"5": _q()})
     second = write_json("shards/a_1.json", {"5": _q()})
     with pytest.raises(DataFormatError) as info:
         read_gqa(tmp_path / "shards")
-    assert str(info.value) == f"{second}: question 5: duplicate question id (also in {tmp_path / 'shards' / 'a_0.json'})"
+    assert (
+        str(info.value)
+        == f"{second}: question 5: duplicate question id (also in {tmp_path / 'shards' / 'a_0.json'})"
+    )
 
 
 def test_missing_paths(tmp_path: Path) -> None:

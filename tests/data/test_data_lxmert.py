@@ -30,8 +30,16 @@ def test_real_answer_table(all_ans: Path) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "converted"),
-    [("The Man.", "man"), ("a grey", "gray"), ("two", "2"), ("an apple", "apple"), ("", ""), ("a the dog", "dog"),
-     ("Yes", "yes"), ("the", "the")],
+    [
+        ("The Man.", "man"),
+        ("a grey", "gray"),
+        ("two", "2"),
+        ("an apple", "apple"),
+        ("", ""),
+        ("a the dog", "dog"),
+        ("Yes", "yes"),
+        ("the", "the"),
+    ],
 )
 def test_convert_answer(raw: str, converted: str) -> None:
     assert convert_lxmert_answer(raw) == converted
@@ -39,10 +47,16 @@ def test_convert_answer(raw: str, converted: str) -> None:
 
 def _data() -> list[dict]:
     return [
-        {"img_id": "COCO_val2014_000000262148",
-         "sentf": {"mscoco": ["A man rides a skateboard.", "A skater on a ramp."],
-                   "vqa": ["Where is he looking?", "What is he riding?"]},
-         "labelf": {"vqa": [{"down": 1.0, "at table": 0.6, "zzz-not-an-answer": 0.3}, {"A Skateboard.": 0.9}]}},
+        {
+            "img_id": "COCO_val2014_000000262148",
+            "sentf": {
+                "mscoco": ["A man rides a skateboard.", "A skater on a ramp."],
+                "vqa": ["Where is he looking?", "What is he riding?"],
+            },
+            "labelf": {
+                "vqa": [{"down": 1.0, "at table": 0.6, "zzz-not-an-answer": 0.3}, {"A Skateboard.": 0.9}]
+            },
+        },
         {"img_id": "2404528", "sentf": {"gqa": ["Is the cat black?"]}, "labelf": {"gqa": [{"yes": 1.0}]}},
     ]
 
@@ -53,8 +67,12 @@ def test_read_small_file(write_json, all_ans: Path) -> None:
     data = read_lxmert(path, table)
     assert data.n_images == 2 and data.files == (path,)
     assert [s.uid for s in data.sentences] == [
-        "COCO_val2014_000000262148_mscoco_000", "COCO_val2014_000000262148_mscoco_001",
-        "COCO_val2014_000000262148_vqa_000", "COCO_val2014_000000262148_vqa_001", "2404528_gqa_000"]
+        "COCO_val2014_000000262148_mscoco_000",
+        "COCO_val2014_000000262148_mscoco_001",
+        "COCO_val2014_000000262148_vqa_000",
+        "COCO_val2014_000000262148_vqa_001",
+        "2404528_gqa_000",
+    ]
     assert data.sentences[0].labels is None and data.sentences[0].source == "mscoco"
     assert data.sentences[2].labels == {table.ans2id["down"]: 1.0, table.ans2id["at table"]: 0.6}
     assert data.sentences[3].labels == {table.ans2id["skateboard"]: 0.9}  # converted, then looked up
@@ -64,7 +82,11 @@ def test_read_small_file(write_json, all_ans: Path) -> None:
 
 def test_colliding_answers_keep_the_higher_score(write_json, all_ans: Path) -> None:
     table = load_lxmert_answer_table(all_ans)
-    entry = {"img_id": "1", "sentf": {"vqa": ["How many?"]}, "labelf": {"vqa": [{"2": 0.6, "two": 0.3, "Two.": 0.9}]}}
+    entry = {
+        "img_id": "1",
+        "sentf": {"vqa": ["How many?"]},
+        "labelf": {"vqa": [{"2": 0.6, "two": 0.3, "Two.": 0.9}]},
+    }
     data = read_lxmert(write_json("d.json", [entry]), table)
     assert data.sentences[0].labels == {table.ans2id["2"]: 0.9}
     assert data.warnings == {"two label answers convert to one (higher score kept)": 2}
@@ -84,10 +106,18 @@ def test_several_files_and_duplicates_across_them(write_json, all_ans: Path) -> 
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"img_id": "1", "sentf": {"vqa": ["Q?"]}, "labelf": {"vqa": []}}, "image 1: source 'vqa': 0 labels for 1 sentences"),
-        ({"img_id": "1", "sentf": {}, "labelf": {"vqa": []}}, "image 1: labelf source 'vqa' has no sentences in sentf"),
-        ({"img_id": "1", "sentf": {"vqa": ["Q?"]}, "labelf": {"vqa": [{"yes": "1"}]}},
-         "image 1: vqa sentence 0: score of answer 'yes' must be a finite number, got '1'"),
+        (
+            {"img_id": "1", "sentf": {"vqa": ["Q?"]}, "labelf": {"vqa": []}},
+            "image 1: source 'vqa': 0 labels for 1 sentences",
+        ),
+        (
+            {"img_id": "1", "sentf": {}, "labelf": {"vqa": []}},
+            "image 1: labelf source 'vqa' has no sentences in sentf",
+        ),
+        (
+            {"img_id": "1", "sentf": {"vqa": ["Q?"]}, "labelf": {"vqa": [{"yes": "1"}]}},
+            "image 1: vqa sentence 0: score of answer 'yes' must be a finite number, got '1'",
+        ),
         ({"img_id": "1", "sentf": {"mscoco": ["A cat.", " "]}}, "image 1: mscoco sentence 1: empty sentence"),
         ({"img_id": "1"}, "image 1: missing field 'sentf'"),
         ({"img_id": "", "sentf": {}}, "entries[0]: empty img_id"),

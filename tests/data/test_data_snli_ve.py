@@ -14,8 +14,16 @@ from clipvil.data import SNLI_VE_LABELS, DataFormatError, flickr30k_image_filena
 
 def _pair(pair_id: str = "1.jpg#0r1e", label: str = "entailment", **extra: object) -> dict:
     """A line in the official layout (Flikr30kID with the .jpg suffix)."""
-    return {"Flikr30kID": "1.jpg", "pairID": pair_id, "captionID": "1.jpg#0", "gold_label": label,
-            "annotator_labels": [label], "sentence1": "Two dogs run.", "sentence2": "Animals move.", **extra}
+    return {
+        "Flikr30kID": "1.jpg",
+        "pairID": pair_id,
+        "captionID": "1.jpg#0",
+        "gold_label": label,
+        "annotator_labels": [label],
+        "sentence1": "Two dogs run.",
+        "sentence2": "Animals move.",
+        **extra,
+    }
 
 
 def _jsonl(write_json, name: str, *lines: dict | str) -> Path:
@@ -29,7 +37,11 @@ def test_real_sample(shared_data: Path) -> None:
     assert len(split.pairs) == len(raw) == 16 and split.no_consensus == 0 and split.warnings == {}
     assert Counter(p.label for p in split.pairs) == Counter(r["gold_label"] for r in raw)
     first = split.pairs[0]
-    assert (first.pair_id, first.image_id, first.label) == ("2248275918.jpg#2r1c", "2248275918", "contradiction")
+    assert (first.pair_id, first.image_id, first.label) == (
+        "2248275918.jpg#2r1c",
+        "2248275918",
+        "contradiction",
+    )
     assert first.hypothesis == raw[0]["sentence2"] and first.premise == raw[0]["sentence1"]
     images = shared_data / "allennlp-models" / "images" / "visual_entailment"
     assert all((images / flickr30k_image_filename(p.image_id)).is_file() for p in split.pairs)
@@ -45,13 +57,18 @@ def test_official_field_spelling_and_image_set(write_json) -> None:
 
 
 def test_no_consensus_labels_are_counted_and_left_out(write_json, caplog: pytest.LogCaptureFixture) -> None:
-    path = _jsonl(write_json, "snli_ve_train.jsonl", _pair(), _pair("1.jpg#0r1c", "-"), _pair("1.jpg#0r1n", "-"))
+    path = _jsonl(
+        write_json, "snli_ve_train.jsonl", _pair(), _pair("1.jpg#0r1c", "-"), _pair("1.jpg#0r1n", "-")
+    )
     with caplog.at_level(logging.WARNING, logger="clipvil.data"):
         split = read_snli_ve(path)
     assert [p.pair_id for p in split.pairs] == ["1.jpg#0r1e"]
     assert split.no_consensus == 2
     assert split.warnings == {"no-consensus gold label '-' (pair left out)": 2}
-    assert "2 x no-consensus gold label '-' (pair left out) (e.g. pair 1.jpg#0r1c, pair 1.jpg#0r1n)" in caplog.text
+    assert (
+        "2 x no-consensus gold label '-' (pair left out) (e.g. pair 1.jpg#0r1c, pair 1.jpg#0r1n)"
+        in caplog.text
+    )
     kept = read_snli_ve(path, keep_no_consensus=True)
     assert [(p.label, p.label_index) for p in kept.pairs] == [("entailment", 1), (None, None), (None, None)]
     assert kept.no_consensus == 2
@@ -62,13 +79,24 @@ def test_no_consensus_labels_are_counted_and_left_out(write_json, caplog: pytest
     [
         (_pair(gold_label="maybe"), "line 2: pair 1.jpg#0r1e: unknown gold_label 'maybe'"),
         (_pair(sentence2=" "), "line 2: pair 1.jpg#0r1e: empty hypothesis (sentence2)"),
-        ({k: v for k, v in _pair().items() if k != "sentence2"}, "line 2: pair 1.jpg#0r1e: missing field 'sentence2'"),
-        ({k: v for k, v in _pair().items() if k != "Flikr30kID"},
-         "line 2: pair 1.jpg#0r1e: missing field 'Flikr30kID' (or 'Flickr30K_ID')"),
-        (_pair(Flickr30K_ID="2"), "line 2: pair 1.jpg#0r1e: image fields disagree: Flikr30kID -> 1, Flickr30K_ID -> 2"),
+        (
+            {k: v for k, v in _pair().items() if k != "sentence2"},
+            "line 2: pair 1.jpg#0r1e: missing field 'sentence2'",
+        ),
+        (
+            {k: v for k, v in _pair().items() if k != "Flikr30kID"},
+            "line 2: pair 1.jpg#0r1e: missing field 'Flikr30kID' (or 'Flickr30K_ID')",
+        ),
+        (
+            _pair(Flickr30K_ID="2"),
+            "line 2: pair 1.jpg#0r1e: image fields disagree: Flikr30kID -> 1, Flickr30K_ID -> 2",
+        ),
         ({k: v for k, v in _pair().items() if k != "pairID"}, "line 2: missing field 'pairID'"),
         ('{"pairID": "x", ', "line 2: invalid JSON at column 17"),
-        (_pair("0.jpg#0r1e"), "line 2: pair 0.jpg#0r1e: duplicate pairID '0.jpg#0r1e' (at line 2; first at line 1)"),
+        (
+            _pair("0.jpg#0r1e"),
+            "line 2: pair 0.jpg#0r1e: duplicate pairID '0.jpg#0r1e' (at line 2; first at line 1)",
+        ),
     ],
 )
 def test_errors_name_file_line_and_pair(write_json, line: dict | str, message: str) -> None:

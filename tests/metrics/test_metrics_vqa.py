@@ -163,6 +163,8 @@ def test_results_and_annotations_parsing_errors() -> None:
         predictions_from_results([{"question_id": 3, "answer": "x"}, {"question_id": 3, "answer": "y"}])
     with pytest.raises(ValueError, match=r"annotation 0 \(question 5\)"):
         references_from_annotations([{"question_id": 5, "answers": []}])
+    with pytest.raises(ValueError, match="answers must be a non-empty sequence of strings"):
+        VqaReference(("yes", 3))  # type: ignore[arg-type]
 
 
 def test_official_round_is_python2_round() -> None:

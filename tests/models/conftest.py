@@ -17,7 +17,7 @@ def make_head(request: pytest.FixtureRequest) -> HeadFactory:
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a shared 2-core machine spinning threads slow them down."""
+    """Tiny models gain nothing from threads; on a shared 2-core machine spinning threads slow them down."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -1,4 +1,5 @@
-"""Tiny VQA heads and random inputs shared by the model tests (imported by name: pytest puts this folder on sys.path)."""
+"""Tiny VQA heads and random inputs for the model tests (imported by name: pytest puts this folder
+on sys.path)."""
 
 from __future__ import annotations
 

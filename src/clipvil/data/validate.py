@@ -138,7 +138,7 @@ class WarningCounter:
         self._examples: dict[str, list[str]] = {}
 
     def add(self, kind: str, entry: str) -> None:
-        """Counts one entry (e.g. "question 123") under `kind` (e.g. "answer empty after normalisation")."""
+        """Counts one entry (e.g. "question 123") under `kind` (e.g. "blank human answer")."""
         self.counts[kind] = self.counts.get(kind, 0) + 1
         examples = self._examples.setdefault(kind, [])
         if len(examples) < _MAX_EXAMPLES:

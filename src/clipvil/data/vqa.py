@@ -196,11 +196,6 @@ def _human_answers(raw: list, path: Path, where: str, warnings: WarningCounter) 
     return answers
 
 
-def question_ids(split: VqaSplit) -> list[int]:
-    """The question ids of a split in file order."""
-    return [ex.question_id for ex in split.examples]
-
-
 __all__ = [
     "IMAGE_SPLIT",
     "N_HUMAN_ANSWERS",
@@ -208,6 +203,5 @@ __all__ = [
     "VqaSplit",
     "coco_image_filename",
     "coco_image_id",
-    "question_ids",
     "read_vqa",
 ]

@@ -131,7 +131,8 @@ def provenance(cfg: ExtractConfig, encoder: Encoder) -> dict[str, Any]:
     return {
         "encoder": encoder.name, "weights_sha256": info.sha256, "weights_format": info.format,
         "preset": preset.name, "input_size": size if preset.mode != "pad" else f"{size} (or transposed), padded",
-        "layer": encoder.layer, "stride": encoder.stride, "dim": encoder.dim, "dtype": cfg.dtype,
+        "layer": encoder.layer, "block": cfg.block,
+        "stride": encoder.stride, "dim": encoder.dim, "dtype": cfg.dtype,
         "pooled": cfg.pooled,
         "versions": {"clipvil": clipvil.__version__, "torch": torch.__version__,
                      "open_clip": open_clip.__version__, "timm": timm.__version__},

@@ -1,4 +1,4 @@
-"""Fast CIDEr-D: the same numbers as pycocoevalcap's `Cider` (to ~1e-12), vectorised with numpy.
+"""Fast CIDEr-D: the same numbers as pycocoevalcap's `Cider` (to ~1e-14), vectorised with numpy.
 
 CIDEr-D (Vedantam et al. 2015, as coded in pycocoevalcap/cider and ruotianluo/cider's CiderD): for n = 1..4,
 each sentence is a vector of n-gram tf-idf weights, tf * (log(N_docs) - log(max(1, df))); a candidate is
@@ -9,11 +9,13 @@ N_docs is the number of *candidates* and a reference set shared by k candidates 
 
 Tokenisation: a sentence is either a string, split on whitespace exactly like pycocoevalcap (so give it
 already tokenised text: PTB-tokenised and lower-cased for COCO evaluation; vocabulary words joined by
-spaces for SCST), or a sequence of hashable tokens (e.g. word ids, already cut at the end token).
+spaces for SCST), or a sequence of hashable tokens (e.g. a list of int word ids cut at the end token;
+convert tensors with .tolist(): tensor elements hash by identity).
 
-How it is fast: tokens become integer ids; the n-grams of order k get dense ids from np.unique over
-(id of the (k-1)-gram prefix, last token); term frequencies, document frequencies, norms and the
-candidate-reference dot products are np.unique / np.bincount / np.searchsorted over flat arrays.
+How it is fast: tokens become integer ids; the n-grams of order k get dense ids from one argsort of the
+keys (id of the (k-1)-gram prefix, last token); term frequencies, document frequencies, norms and the
+clipped candidate-reference products are then run boundaries, np.bincount and np.searchsorted over flat
+arrays: no Python loop over n-grams or sentence pairs.
 """
 
 from __future__ import annotations

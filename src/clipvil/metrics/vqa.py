@@ -33,6 +33,12 @@ class VqaReference:
     question_type: str | None = None
     answer_type: str | None = None
 
+    def __post_init__(self) -> None:
+        answers = tuple(self.answers)
+        if not answers or not all(isinstance(a, str) for a in answers):
+            raise ValueError(f"VqaReference: answers must be a non-empty sequence of strings, got {self.answers!r}")
+        object.__setattr__(self, "answers", answers)
+
 
 @dataclass(frozen=True)
 class VqaScores:
@@ -188,8 +194,6 @@ def vqa_accuracy(predictions: Mapping[Hashable, str], references: Mapping[Hashab
             check_text(_METRIC, "prediction for question", qid, pred)
         pred = strip[pred]
         gts = list(map(strip.__getitem__, ref.answers))
-        if not gts:
-            raise ValueError(f"{_METRIC}: question {qid!r}: no human answers")
         if len(set(gts)) > 1:  # the official code normalises only when the humans disagree
             gts = list(map(normalise.__getitem__, gts))
             pred = normalise[pred]

@@ -39,7 +39,7 @@ from clipvil.types import GridFeatures
 
 @dataclass(frozen=True)
 class MCANConfig:
-    """Architecture of an MCAN head (task sizes — vocabulary, answers, grid width — are constructor args)."""
+    """Architecture of an MCAN head (vocabulary, answer and grid sizes are constructor arguments)."""
 
     hidden: int = 512  # H: width of every co-attention layer (HIDDEN_SIZE)
     ff: int = 2048  # inner width of each feed-forward block (FF_SIZE = 4 * HIDDEN_SIZE)
@@ -181,7 +181,7 @@ class MCAN(nn.Module):
         self.classifier = nn.Linear(cfg.flat_out, n_answers)
 
     def forward(self, grid: GridFeatures, tokens: torch.Tensor) -> torch.Tensor:
-        """grid: feats [B, N, C] + mask [B, N]; tokens [B, T] (0 = trailing padding) → logits [B, n_answers]."""
+        """grid: feats [B, N, C], mask [B, N]; tokens [B, T] (0 = trailing padding) → logits [B, A]."""
         q, q_mask = self.question(tokens)  # [B, T, H], [B, T]
         feats, v_mask = grid_inputs(grid, tokens.shape[0])  # [B, N, C], [B, N]
         v = self.grid_proj(feats.to(self.grid_proj.weight.dtype))  # [B, N, H] (fp16 caches are upcast)

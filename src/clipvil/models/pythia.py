@@ -39,7 +39,7 @@ Nonlinearity = Literal["relu", "gated_tanh"]
 
 @dataclass(frozen=True)
 class PythiaConfig:
-    """Architecture of a Pythia head (task sizes — vocabulary, answers, grid width — are constructor args)."""
+    """Architecture of a Pythia head (vocabulary, answer and grid sizes are constructor arguments)."""
 
     word_dim: int = 300  # word embedding width (GloVe-sized)
     rnn: RNNKind = "lstm"  # question recurrent unit
@@ -174,7 +174,7 @@ class Pythia(nn.Module):
         self.classifier = LogitClassifier(cfg.hidden, n_answers, cfg)
 
     def forward(self, grid: GridFeatures, tokens: torch.Tensor) -> torch.Tensor:
-        """grid: feats [B, N, C] + mask [B, N]; tokens [B, T] (0 = trailing padding) → logits [B, n_answers]."""
+        """grid: feats [B, N, C], mask [B, N]; tokens [B, T] (0 = trailing padding) → logits [B, A]."""
         states, q_mask = self.question(tokens)  # [B, T, Hq], [B, T]
         q = self.question_att(self.question_dropout(states), q_mask)  # [B, G * Hq]
         feats, v_mask = grid_inputs(grid, tokens.shape[0])  # [B, N, C], [B, N]

@@ -63,7 +63,7 @@ class QuestionEncoder(nn.Module):
         return self.rnn.hidden_size
 
     def load_word_vectors(self, vectors: torch.Tensor) -> None:
-        """Copies a [vocab_size, embed_dim] matrix (e.g. GloVe rows in vocabulary order) into the embedding."""
+        """Copies a [vocab_size, embed_dim] matrix (e.g. GloVe rows in vocabulary order) into the table."""
         expected = tuple(self.embedding.weight.shape)
         if tuple(vectors.shape) != expected:
             raise ValueError(f"word vectors must have shape {expected}, got {tuple(vectors.shape)}")
@@ -71,7 +71,7 @@ class QuestionEncoder(nn.Module):
             self.embedding.weight.copy_(vectors)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens [B, T] (0 = trailing padding) → (states [B, T, hidden_dim], mask [B, T] True = real token)."""
+        """tokens [B, T] (0 = trailing padding) → (states [B, T, hidden_dim], mask [B, T], True = token)."""
         mask = question_mask(tokens)  # [B, T]
         embedded = self.embedding(tokens)  # [B, T, E]
         # The recurrence runs in the weights' dtype even under autocast: it is a small part of the cost, and

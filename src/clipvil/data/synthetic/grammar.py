@@ -43,12 +43,16 @@ def sentence(t: Tree) -> str:
     return out[:1].upper() + out[1:]
 
 
-def ptb(t: Tree | str, top: bool = True) -> str:
+def _first_word(t: Tree | str) -> list[str]:
+    """[the first leaf, capitalised] (what the parses print for the sentence's first word)."""
+    while isinstance(t, Tree):
+        t = t.children[0]
+    return [t[:1].upper() + t[1:]]
+
+
+def ptb(t: Tree | str) -> str:
     """'(ROOT (S (NP (DT A) (NN circle)) ...))' with the first word capitalised, as in SNLI."""
-    if top:
-        first = sentence(t).split(" ", 1)[0].rstrip(",.")
-        return _ptb(t, [first])
-    return _ptb(t, [])
+    return _ptb(t, _first_word(t))
 
 
 def _ptb(t: Tree | str, first: list[str]) -> str:
@@ -61,8 +65,7 @@ def _ptb(t: Tree | str, first: list[str]) -> str:
 
 def binary(t: Tree | str) -> str:
     """SNLI's binary parse: unlabelled, right-branching binarisation, unary nodes collapsed."""
-    first = [sentence(t).split(" ", 1)[0].rstrip(",.")] if isinstance(t, Tree) else []
-    return _binary(t, first)
+    return _binary(t, _first_word(t))
 
 
 def _binary(t: Tree | str, first: list[str]) -> str:
