@@ -130,6 +130,22 @@ class FeatureStore:
                         self._index[str(image_id)] = (p, gname, row)
         self._handles: dict[int, h5py.File] = {}
         self._pid = os.getpid()
+        self._cache: dict[str, StoredGrid] | None = None
+
+    def preload(self) -> "FeatureStore":
+        """Reads every part into memory once (fast random access for training on cached grids)."""
+        cache: dict[str, StoredGrid] = {}
+        for part in self.parts:
+            with h5py.File(part, "r") as fh:
+                for grp in fh.values():
+                    ids, feats, mask = grp["ids"].asstr()[()], grp["feats"][()], grp["mask"][()]
+                    pooled = grp["pooled"][()] if "pooled" in grp else None
+                    hw = tuple(int(x) for x in grp.attrs["hw"])
+                    for row, image_id in enumerate(ids):
+                        cache[str(image_id)] = StoredGrid(feats[row], mask[row], hw,
+                                                          None if pooled is None else pooled[row])
+        self._cache = cache
+        return self
 
     @property
     def ids(self) -> list[str]:
@@ -156,6 +172,8 @@ class FeatureStore:
 
     def get(self, image_id: str) -> StoredGrid:
         """The stored features of one image; KeyError names the store and the id."""
+        if self._cache is not None and image_id in self._cache:
+            return self._cache[image_id]
         try:
             p, gname, row = self._index[image_id]
         except KeyError:

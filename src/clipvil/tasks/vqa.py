@@ -52,6 +52,9 @@ class VQAConfig:
     answer_min_count: int = 9  # building: answers seen at least this often (VQA v2 train+val → 3129)
     question_max_tokens: int = 14  # questions are clipped to this many words
     question_min_count: int = 1  # question words seen at least this often in the train split
+    feature_encoder: str = ""  # when set, the store must hold grids of this encoder (e.g. "RN50")
+    feature_preset: str = ""  # when set, ... made with this input preset (the paper's VQA runs: "vqa")
+    preload_features: bool = True  # read the whole feature store into memory at start (fast for small stores)
 
 
 class VqaDataset(Dataset):
@@ -79,6 +82,13 @@ class VQATask:
     def __init__(self, cfg: VQAConfig, ctx: RunContext) -> None:
         self.cfg, self.ctx = cfg, ctx
         self.store = FeatureStore(cfg.features)
+        for key, want in (("encoder", cfg.feature_encoder), ("preset", cfg.feature_preset)):
+            have = self.store.provenance.get(key)
+            if want and have != want:
+                raise ValueError(f"{self.store.root}: features were made with {key} {have!r}, "
+                                 f"the recipe asks for {want!r} (task.feature_{key})")
+        if cfg.preload_features:
+            self.store.preload()
         self._splits: dict[str, VqaSplit] = {}
         self.answers, self.questions = self._vocabularies()
 

@@ -29,7 +29,7 @@ class DemoConfig:
     """What `clipvil demo` does."""
 
     out: Path = Path("runs/demo")  # everything goes under this folder
-    images: int = 1500  # synthetic images (80% train, 10% val, 10% test)
+    images: int = 1000  # synthetic images (80% train, 10% val, 10% test)
     encoder: str = "RN50"  # CLIP tower for the grids
     weights: Path | None = None  # local CLIP weight file; None = random weights (stated loudly)
     preset: str = "views"  # 224x224 input → 7x7 grid at stride 32

@@ -26,4 +26,3 @@ def scenes(world: Manifest) -> dict[int, dict[str, Any]]:
         for sc in json.loads(world.path("scenes", split).read_text())["scenes"]:
             out[sc["image_id"]] = sc
     return out
-

@@ -16,16 +16,26 @@ from clipvil.data.synthetic import Manifest
 SIZES = {"small", "large"}
 COLORS = {"red", "orange", "yellow", "green", "blue", "purple", "white", "black"}
 SHAPES = {"circle", "square", "triangle", "diamond", "star", "cross"}
-NUMBERS = {w: i for i, w in enumerate(["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])}
+NUMBERS = {
+    w: i for i, w in enumerate(["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+}
 REL = r"(to the left of|to the right of|above|below)"
-RGB = {"red": (215, 40, 40), "orange": (240, 140, 30), "yellow": (240, 215, 40), "green": (50, 165, 70),
-       "blue": (40, 90, 215), "purple": (135, 60, 185), "white": (245, 245, 245), "black": (20, 20, 20)}
+RGB = {
+    "red": (215, 40, 40),
+    "orange": (240, 140, 30),
+    "yellow": (240, 215, 40),
+    "green": (50, 165, 70),
+    "blue": (40, 90, 215),
+    "purple": (135, 60, 185),
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+}
 
 
 def singular(noun: str) -> str:
-    if noun.endswith("sses") or noun.endswith("xes"):
+    if noun.endswith(("sses", "xes")):
         return noun[:-2]
-    return noun[:-1] if noun.endswith("s") else noun
+    return noun.removesuffix("s")
 
 
 def parse(phrase: str, plural: bool = False) -> dict[str, str | None] | None:
@@ -59,8 +69,12 @@ def the(scene: dict[str, Any], phrase: str) -> dict[str, Any]:
 
 def holds(a: dict[str, Any], b: dict[str, Any], rel: str) -> bool:
     """The documented rule: a relation holds when centres differ by at least the larger radius."""
-    axis, sign = {"to the left of": ("x", -1), "to the right of": ("x", 1), "above": ("y", -1),
-                  "below": ("y", 1)}[rel]
+    axis, sign = {
+        "to the left of": ("x", -1),
+        "to the right of": ("x", 1),
+        "above": ("y", -1),
+        "below": ("y", 1),
+    }[rel]
     delta = (a[axis] - b[axis]) * sign
     assert abs(delta) >= max(a["radius"], b["radius"]), f"unclear relation {rel!r} between {a} and {b}"
     return delta > 0
@@ -68,8 +82,12 @@ def holds(a: dict[str, Any], b: dict[str, Any], rel: str) -> bool:
 
 def clearly(a: dict[str, Any], b: dict[str, Any], rel: str) -> bool:
     """Whether the relation holds clearly (no assertion: used to search for a witness pair)."""
-    axis, sign = {"to the left of": ("x", -1), "to the right of": ("x", 1), "above": ("y", -1),
-                  "below": ("y", 1)}[rel]
+    axis, sign = {
+        "to the left of": ("x", -1),
+        "to the right of": ("x", 1),
+        "above": ("y", -1),
+        "below": ("y", 1),
+    }[rel]
     return (a[axis] - b[axis]) * sign >= max(a["radius"], b["radius"])
 
 
@@ -87,7 +105,9 @@ def _relation_answer(scene: dict[str, Any], q: str) -> str | None:
         a, b = the(scene, m[1]), the(scene, m[4])
         said = m[2] if holds(a, b, m[2]) else m[3]
         assert holds(a, b, said)
-        return {"to the left of": "left", "to the right of": "right", "above": "above", "below": "below"}[said]
+        return {"to the left of": "left", "to the right of": "right", "above": "above", "below": "below"}[
+            said
+        ]
     if m := re.match(rf"^Is the (.+?) {REL} the (.+)\?$", q):
         return yn(holds(the(scene, m[1]), the(scene, m[3]), m[2]))
     return None
@@ -98,9 +118,11 @@ def _compare_answer(scene: dict[str, Any], q: str) -> str | None:
         a, b = the(scene, m[1]), the(scene, m[3])
         assert a["size"] != b["size"]
         return yn((a["size"] == "large") == (m[2] == "bigger"))
-    for pattern in (r"^Are the (.+?) and the (.+?) the same (color|shape)\?$",
-                    r"^Do the (.+?) and the (.+?) have the same (color|shape)\?$",
-                    r"^Does the (.+?) have the same (color|shape) as the (.+)\?$"):
+    for pattern in (
+        r"^Are the (.+?) and the (.+?) the same (color|shape)\?$",
+        r"^Do the (.+?) and the (.+?) have the same (color|shape)\?$",
+        r"^Does the (.+?) have the same (color|shape) as the (.+)\?$",
+    ):
         if m := re.match(pattern, q):
             x, y, attr = (m[1], m[3], m[2]) if pattern.startswith("^Does") else (m[1], m[2], m[3])
             return yn(the(scene, x)[attr] == the(scene, y)[attr])
@@ -122,7 +144,9 @@ def _logic_answer(scene: dict[str, Any], q: str) -> str | None:
 def _attribute_answer(scene: dict[str, Any], q: str) -> str | None:
     if m := re.match(r"^How many (.+) are (there|in the picture)\?$", q):
         return str(len(matching(scene, m[1], plural=True)))
-    if m := re.match(r"^What (color|shape) is the (.+)\?$", q) or re.match(r"^What is the (color|shape) of the (.+)\?$", q):
+    if m := re.match(r"^What (color|shape) is the (.+)\?$", q) or re.match(
+        r"^What is the (color|shape) of the (.+)\?$", q
+    ):
         return the(scene, m[2])[m[1]]
     if m := re.match(r"^Is the (.+?) (?:an? )?(\w+) or (?:an? )?(\w+)\?$", q):
         obj = the(scene, m[1])
@@ -205,8 +229,13 @@ def test_captions_are_true(world: Manifest, scenes: dict[int, dict[str, Any]]) -
                 seen["relation"] += 1
             elif m := re.match(r"^There are (\w+) (?:shapes|objects) on an? (\w+) background\.$", cap):
                 assert NUMBERS[m[1].lower()] == len(scene["objects"])
-                kind = {"plain": "solid", "shaded": "gradient", "striped": "stripes", "checkered": "checker",
-                        "mottled": "mottled"}[m[2]]
+                kind = {
+                    "plain": "solid",
+                    "shaded": "gradient",
+                    "striped": "stripes",
+                    "checkered": "checker",
+                    "mottled": "mottled",
+                }[m[2]]
                 assert scene["background"]["kind"] == kind
                 seen["count"] += 1
             elif re.match(r"^(One|Two|Three|Four|Five|Six|Seven|Eight|Nine) \w+ shapes?[ ,.]", cap):
@@ -227,7 +256,7 @@ def test_pixels_show_the_scene(world: Manifest, scenes: dict[int, dict[str, Any]
         img = np.asarray(Image.open(world.path("coco_images", split) / scene["file_name"]), np.float32)
         assert img.shape == (scene["height"], scene["width"], 3)
         for o in scene["objects"]:
-            x, y = int(round(o["x"])), int(round(o["y"]))
-            patch = img[y - 1: y + 2, x - 1: x + 2].reshape(-1, 3).mean(0)
+            x, y = round(o["x"]), round(o["y"])
+            patch = img[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(0)
             nearest = min(RGB, key=lambda c: float(np.abs(np.asarray(RGB[c]) - patch).sum()))
             assert nearest == o["color"], (image_id, o, patch)

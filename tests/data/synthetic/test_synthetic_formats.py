@@ -39,7 +39,11 @@ def test_vqa_files(world: Manifest, shared_data: Path) -> None:
     for split, subtype in (("train", "train2014"), ("val", "val2014"), ("test", "test2015")):
         qfile = load(world.path("vqa_questions", split))
         assert set(real_q) <= set(qfile)
-        assert (qfile["task_type"], qfile["data_type"], qfile["data_subtype"]) == ("Open-Ended", "mscoco", subtype)
+        assert (qfile["task_type"], qfile["data_type"], qfile["data_subtype"]) == (
+            "Open-Ended",
+            "mscoco",
+            subtype,
+        )
         assert world.path("vqa_questions", split).name == f"v2_OpenEnded_mscoco_{subtype}_questions.json"
         for q in qfile["questions"]:
             assert set(q) == {"image_id", "question", "question_id"}
@@ -47,7 +51,11 @@ def test_vqa_files(world: Manifest, shared_data: Path) -> None:
             qids.add(q["question_id"])
             image = world.path("coco_images", split) / f"COCO_{subtype}_{q['image_id']:012d}.jpg"
             assert image.is_file()
-        assert len(qfile["questions"]) == world.counts[split]["vqa_questions"] == world.counts[split]["images"] * 5
+        assert (
+            len(qfile["questions"])
+            == world.counts[split]["vqa_questions"]
+            == world.counts[split]["images"] * 5
+        )
     assert "vqa_annotations/test" not in world.files  # test2015 has questions only
 
 
@@ -92,8 +100,10 @@ def test_gqa_files(world: Manifest, shared_data: Path) -> None:
             for step, op in zip(steps, q["semantic"], strict=True):
                 assert step.startswith(f"{op['operation']}: {op['argument']}")
                 assert all(d < len(q["semantic"]) for d in op["dependencies"])
-            for text, ann in ((q["question"], q["annotations"]["question"]),
-                              (q["fullAnswer"], q["annotations"]["fullAnswer"])):
+            for text, ann in (
+                (q["question"], q["annotations"]["question"]),
+                (q["fullAnswer"], q["annotations"]["fullAnswer"]),
+            ):
                 assert all(int(i) < len(text.split()) for i in ann)
 
 
@@ -125,13 +135,18 @@ def test_snli_ve_files(world: Manifest, shared_data: Path) -> None:
 
 def test_binary_parse_matches_snli_convention(shared_data: Path) -> None:
     """Our tree for 'A toddler sleeps outside.' gives the same parses as the real SNLI-VE line."""
-    real = json.loads((shared_data / "allennlp-models" / "visual_entailment" / "sample_pairs.jsonl")
-                      .read_text().splitlines()[0])
+    real = json.loads(
+        (shared_data / "allennlp-models" / "visual_entailment" / "sample_pairs.jsonl")
+        .read_text()
+        .splitlines()[0]
+    )
     vp = node("VP", leaf("VBZ", "sleeps"), node("ADVP", leaf("RB", "outside")))
     tree = node("ROOT", node("S", noun_phrase("a", [], "toddler"), vp, leaf(".", ".")))
     assert binary(tree) == real["sentence2_binary_parse"]
     assert ptb(tree) == real["sentence2_parse"]
-    assert ptb(clause(noun_phrase("the", [], "circle"), copula(leaf("JJ", "red")))).startswith("(ROOT (S (NP (DT The)")
+    assert ptb(clause(noun_phrase("the", [], "circle"), copula(leaf("JJ", "red")))).startswith(
+        "(ROOT (S (NP (DT The)"
+    )
 
 
 def test_caption_files(world: Manifest) -> None:

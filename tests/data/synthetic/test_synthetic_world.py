@@ -24,7 +24,10 @@ def test_same_parameters_give_identical_bytes_whatever_the_workers(tmp_path: Pat
     fa, fb = files_of(a.root), files_of(b.root)
     assert len(fa) > 60 * 3 and fa == fb
     c = make_data(tmp_path / "c", 60, seed=8, workers=1, progress=False)
-    assert files_of(c.root)["vqa/v2_mscoco_train2014_annotations.json"] != fa["vqa/v2_mscoco_train2014_annotations.json"]
+    assert (
+        files_of(c.root)["vqa/v2_mscoco_train2014_annotations.json"]
+        != fa["vqa/v2_mscoco_train2014_annotations.json"]
+    )
 
 
 def test_an_image_does_not_depend_on_the_world_size(tmp_path: Path) -> None:
@@ -36,7 +39,9 @@ def test_an_image_does_not_depend_on_the_world_size(tmp_path: Path) -> None:
     l_scenes = json.loads(large.path("scenes", "train").read_text())["scenes"][:20]
     assert s_scenes == l_scenes
     img = "COCO_train2014_000000000017.jpg"
-    assert (small.path("coco_images", "train") / img).read_bytes() == (large.path("coco_images", "train") / img).read_bytes()
+    assert (small.path("coco_images", "train") / img).read_bytes() == (
+        large.path("coco_images", "train") / img
+    ).read_bytes()
 
 
 def test_rerun_is_a_noop_and_other_parameters_are_refused(tmp_path: Path) -> None:
@@ -127,15 +132,23 @@ def test_question_text_alone_does_not_give_the_answer(world: Manifest) -> None:
     by_text: dict[str, Counter] = defaultdict(Counter)
     text = {}
     for split in ("train", "val"):
-        text.update({q["question_id"]: q["question"]
-                     for q in json.loads(world.path("vqa_questions", split).read_text())["questions"]})
+        text.update(
+            {
+                q["question_id"]: q["question"]
+                for q in json.loads(world.path("vqa_questions", split).read_text())["questions"]
+            }
+        )
     for ann in json.loads(world.path("vqa_annotations", "train").read_text())["annotations"]:
         by_text[text[ann["question_id"]]][ann["multiple_choice_answer"]] += 1
     overall = sum((c for k, c in answers.items() if "." not in k), Counter()).most_common(1)[0][0]
     val = json.loads(world.path("vqa_annotations", "val").read_text())["annotations"]
     hits = sum(
         ann["multiple_choice_answer"]
-        == (by_text[text[ann["question_id"]]].most_common(1)[0][0] if text[ann["question_id"]] in by_text else overall)
+        == (
+            by_text[text[ann["question_id"]]].most_common(1)[0][0]
+            if text[ann["question_id"]] in by_text
+            else overall
+        )
         for ann in val
     )
     assert hits / len(val) < 0.45
@@ -143,9 +156,13 @@ def test_question_text_alone_does_not_give_the_answer(world: Manifest) -> None:
 
 def test_difficulty_adds_answer_noise(tmp_path: Path) -> None:
     def disagreement(d: float) -> float:
-        w = make_data(tmp_path / f"d{d}", 40, difficulty=d, workers=1, progress=False, split_fractions=(1, 0, 0))
+        w = make_data(
+            tmp_path / f"d{d}", 40, difficulty=d, workers=1, progress=False, split_fractions=(1, 0, 0)
+        )
         anns = json.loads(w.path("vqa_annotations", "train").read_text())["annotations"]
-        return sum(a["answer"] != x["multiple_choice_answer"] for x in anns for a in x["answers"]) / (10 * len(anns))
+        return sum(a["answer"] != x["multiple_choice_answer"] for x in anns for a in x["answers"]) / (
+            10 * len(anns)
+        )
 
     easy, hard = disagreement(0.0), disagreement(1.0)
     assert easy < 0.06 < hard <= 0.3

@@ -23,7 +23,7 @@ from clipvil.data.synthetic.grammar import (
     relation_pp,
     there_is,
 )
-from clipvil.data.synthetic.questions import choice
+from clipvil.data.synthetic.qa import choice
 from clipvil.data.synthetic.refer import NUMBER_WORDS, RELATIONS, relation
 from clipvil.data.synthetic.scene import BACKGROUNDS, Scene, SceneObject
 
@@ -34,14 +34,24 @@ def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def object_np(obj: SceneObject, rng: np.random.Generator, det: str | None = None) -> Tree:
+def object_np(obj: SceneObject, rng: np.random.Generator) -> Tree:
     """'a red circle' or 'a small red circle' (size named half of the time)."""
     adjs = [obj.size, obj.color] if rng.random() < 0.5 else [obj.color]
-    return noun_phrase(det or article(adjs[0]), adjs, obj.shape)
+    return noun_phrase(article(adjs[0]), adjs, obj.shape)
 
 
-def _clear_pair(scene: Scene, rng: np.random.Generator, names: tuple[str, ...]):
-    pairs = [(a, b, n) for a in scene.objects for b in scene.objects if a is not b for n in names if relation(a, b, n)]
+def _clear_pair(
+    scene: Scene, rng: np.random.Generator, names: tuple[str, ...]
+) -> tuple[SceneObject, SceneObject, str] | None:
+    """A random (a, b, relation) with `a` clearly `relation` of `b`."""
+    pairs = [
+        (a, b, n)
+        for a in scene.objects
+        for b in scene.objects
+        if a is not b
+        for n in names
+        if relation(a, b, n)
+    ]
     return choice(rng, pairs) if pairs else None
 
 
@@ -121,7 +131,13 @@ def _pair_background(scene: Scene, rng: np.random.Generator) -> Tree | None:
 
 
 TEMPLATES: tuple[Callable[[Scene, np.random.Generator], Tree | None], ...] = (
-    _relation_fragment, _relation_clause, _count_background, _listing, _colour_counts, _including, _pair_background,
+    _relation_fragment,
+    _relation_clause,
+    _count_background,
+    _listing,
+    _colour_counts,
+    _including,
+    _pair_background,
 )
 
 

@@ -22,7 +22,7 @@ from clipvil.data.synthetic.grammar import (
     relation_pp,
     there_is,
 )
-from clipvil.data.synthetic.questions import choice, referable
+from clipvil.data.synthetic.qa import choice, referable
 from clipvil.data.synthetic.refer import (
     ATTRIBUTES,
     NUMBER_WORDS,
@@ -66,7 +66,9 @@ def _attribute(scene: Scene, rng: np.random.Generator, truth: bool) -> Tree | No
 def _relation(scene: Scene, rng: np.random.Generator, truth: bool) -> Tree | None:
     """'The red circle is to the left of the star.' (the opposite relation when false)."""
     refs = referable(scene, rng, ())
-    pairs = [(da, db, n) for a, da in refs for b, db in refs if a is not b for n in RELATIONS if relation(a, b, n)]
+    pairs = [
+        (da, db, n) for a, da in refs for b, db in refs if a is not b for n in RELATIONS if relation(a, b, n)
+    ]
     if not pairs:
         return None
     da, db, name = choice(rng, pairs)
@@ -82,7 +84,9 @@ def _size(scene: Scene, rng: np.random.Generator, truth: bool) -> Tree | None:
         return None
     a, da, db = choice(rng, pairs)
     bigger = (a.size == "large") == truth
-    pred = node("ADJP", leaf("JJR", "bigger" if bigger else "smaller"), node("PP", leaf("IN", "than"), the(db)))
+    pred = node(
+        "ADJP", leaf("JJR", "bigger" if bigger else "smaller"), node("PP", leaf("IN", "than"), the(db))
+    )
     return clause(the(da), copula(pred))
 
 
@@ -109,7 +113,9 @@ def _neutral(scene: Scene, rng: np.random.Generator) -> Tree:
     kind = choice(rng, ["material", "property", "maker", "smell"])
     if kind == "material":
         material = noun_phrase("", [], choice(rng, list(_MATERIALS)))
-        return clause(subject, copula(node("VP", leaf("VBN", "made"), node("PP", leaf("IN", "of"), material))))
+        return clause(
+            subject, copula(node("VP", leaf("VBN", "made"), node("PP", leaf("IN", "of"), material)))
+        )
     if kind == "property":
         return clause(subject, copula(node("ADJP", leaf("JJ", choice(rng, list(_PROPERTIES))))))
     if kind == "maker":
@@ -120,7 +126,12 @@ def _neutral(scene: Scene, rng: np.random.Generator) -> Tree:
     return clause(subject, node("VP", leaf("VBZ", "smells"), node("PP", leaf("IN", "like"), smell)))
 
 
-_VISUAL: tuple[Callable[[Scene, np.random.Generator, bool], Tree | None], ...] = (_attribute, _relation, _size, _count)
+_VISUAL: tuple[Callable[[Scene, np.random.Generator, bool], Tree | None], ...] = (
+    _attribute,
+    _relation,
+    _size,
+    _count,
+)
 
 
 def _visual(scene: Scene, rng: np.random.Generator, truth: bool) -> Tree:
@@ -133,5 +144,8 @@ def _visual(scene: Scene, rng: np.random.Generator, truth: bool) -> Tree:
 
 def hypotheses(scene: Scene, rng: np.random.Generator) -> list[tuple[str, Tree]]:
     """(label, hypothesis) for entailment, neutral, contradiction, in that order."""
-    return [("entailment", _visual(scene, rng, True)), ("neutral", _neutral(scene, rng)),
-            ("contradiction", _visual(scene, rng, False))]
+    return [
+        ("entailment", _visual(scene, rng, True)),
+        ("neutral", _neutral(scene, rng)),
+        ("contradiction", _visual(scene, rng, False)),
+    ]

@@ -40,7 +40,8 @@ def _prepare(root: Path, spec: WorldSpec) -> Manifest | None:
         foreign = sorted(p.name for p in root.iterdir() if p.name not in layout.TOP_LEVEL)
         if foreign:
             raise ValueError(
-                f"{root}: not empty and not a synthetic world (has {foreign[:5]}); pick an empty or new directory"
+                f"{root}: not empty and not a synthetic world (has {foreign[:5]}); "
+                "pick an empty or new directory"
             )
         for name in layout.TOP_LEVEL:  # leftovers of an interrupted run: ours by name, safe to replace
             target = root / name
@@ -82,9 +83,15 @@ def make_data(
     """
     width, height = (image_size, image_size) if isinstance(image_size, int) else image_size
     spec = WorldSpec(
-        n_images=n_images, seed=seed, difficulty=float(difficulty), width=width, height=height,
+        n_images=n_images,
+        seed=seed,
+        difficulty=float(difficulty),
+        width=width,
+        height=height,
         split_fractions=tuple(float(f) for f in split_fractions),  # type: ignore[arg-type]
-        min_objects=objects[0], max_objects=objects[1], questions_per_image=questions_per_image,
+        min_objects=objects[0],
+        max_objects=objects[1],
+        questions_per_image=questions_per_image,
     )
     root = Path(out_dir)
     existing = _prepare(root, spec)

@@ -81,6 +81,7 @@ def _binary(t: Tree | str, first: list[str]) -> str:
 
 # ---- phrase builders -------------------------------------------------------------------------------
 
+
 def noun_phrase(det: str, adjectives: list[str], noun: str, plural: bool = False) -> Tree:
     """(NP (DT a) (JJ red) (NN circle)); det may be a number word (CD) or '' for none."""
     kids: list[Tree] = []

@@ -59,19 +59,28 @@ def vqa_records(spec: WorldSpec, scene: Scene, qas: list[QA]) -> tuple[list[dict
         answers = human_answers(qa.answer, spec.difficulty, rng)
         majority = Counter(a["answer"] for a in answers).most_common(1)[0][0]
         questions.append({"image_id": scene.image_id, "question": qa.question, "question_id": qid})
-        annotations.append({
-            "question_id": qid, "image_id": scene.image_id,
-            "question_type": question_type(qa.question, f"image {scene.image_id}"),
-            "answer_type": qa.answer_type, "multiple_choice_answer": majority, "answers": answers,
-        })
+        annotations.append(
+            {
+                "question_id": qid,
+                "image_id": scene.image_id,
+                "question_type": question_type(qa.question, f"image {scene.image_id}"),
+                "answer_type": qa.answer_type,
+                "multiple_choice_answer": majority,
+                "answers": answers,
+            }
+        )
     return questions, annotations
 
 
 def caption_record(tree: Tree) -> dict[str, Any]:
     """Surface text, Karpathy tokens and both SNLI parses of one caption."""
     raw = sentence(tree)
-    return {"raw": raw, "tokens": [w.lower() for w in words(tree) if w not in ",."],
-            "parse": ptb(tree), "binary_parse": binary(tree)}
+    return {
+        "raw": raw,
+        "tokens": [w.lower() for w in words(tree) if w not in ",."],
+        "parse": ptb(tree),
+        "binary_parse": binary(tree),
+    }
 
 
 def snli_records(spec: WorldSpec, scene: Scene, caps: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -85,14 +94,21 @@ def snli_records(spec: WorldSpec, scene: Scene, caps: list[dict[str, Any]]) -> l
                 others = [x for x in _LABEL_CODE if x != label]
                 slip = rng.random() < 0.2 + 0.6 * spec.difficulty
                 labels = [label] * (4 if slip else 5) + ([str(rng.choice(others))] if slip else [])
-            out.append({
-                "Flickr30K_ID": str(scene.image_id), "annotator_labels": labels,
-                "captionID": f"{scene.image_id}.jpg#{k}", "gold_label": label,
-                "pairID": f"{scene.image_id}.jpg#{k}r1{_LABEL_CODE[label]}",
-                "sentence1": premise["raw"], "sentence1_binary_parse": premise["binary_parse"],
-                "sentence1_parse": premise["parse"], "sentence2": sentence(tree),
-                "sentence2_binary_parse": binary(tree), "sentence2_parse": ptb(tree),
-            })
+            out.append(
+                {
+                    "Flickr30K_ID": str(scene.image_id),
+                    "annotator_labels": labels,
+                    "captionID": f"{scene.image_id}.jpg#{k}",
+                    "gold_label": label,
+                    "pairID": f"{scene.image_id}.jpg#{k}r1{_LABEL_CODE[label]}",
+                    "sentence1": premise["raw"],
+                    "sentence1_binary_parse": premise["binary_parse"],
+                    "sentence1_parse": premise["parse"],
+                    "sentence2": sentence(tree),
+                    "sentence2_binary_parse": binary(tree),
+                    "sentence2_parse": ptb(tree),
+                }
+            )
     return out
 
 
@@ -107,14 +123,24 @@ def build_image(spec: WorldSpec, image_id: int, root: Path) -> dict[str, Any]:
     caps = [caption_record(t) for t in captions(scene, stream(spec.seed, image_id, "caption"))]
     scene_json = scene.to_json()
     scene_json["file_name"] = Path(file_rel).name
-    scene_json["vqa"] = [{"question_id": q["question_id"], "family": qa.family, "template": qa.template}
-                         for q, qa in zip(questions, vqa, strict=True)]
-    scene_json["gqa"] = [{"question_id": qid, "family": qa.family, "template": qa.template}
-                         for qid, qa in zip(gqa_ids, gqa, strict=True)]
+    scene_json["vqa"] = [
+        {"question_id": q["question_id"], "family": qa.family, "template": qa.template}
+        for q, qa in zip(questions, vqa, strict=True)
+    ]
+    scene_json["gqa"] = [
+        {"question_id": qid, "family": qa.family, "template": qa.template}
+        for qid, qa in zip(gqa_ids, gqa, strict=True)
+    ]
     return {
-        "image_id": image_id, "split": scene.split, "file_name": Path(file_rel).name,
-        "width": scene.width, "height": scene.height, "scene": scene_json,
-        "vqa_questions": questions, "vqa_annotations": annotations,
+        "image_id": image_id,
+        "split": scene.split,
+        "file_name": Path(file_rel).name,
+        "width": scene.width,
+        "height": scene.height,
+        "scene": scene_json,
+        "vqa_questions": questions,
+        "vqa_annotations": annotations,
         "gqa": {qid: gqa_record(qa, qid, str(image_id)) for qid, qa in zip(gqa_ids, gqa, strict=True)},
-        "captions": caps, "snli_ve": snli_records(spec, scene, caps),
+        "captions": caps,
+        "snli_ve": snli_records(spec, scene, caps),
     }

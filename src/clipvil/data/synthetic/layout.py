@@ -1,13 +1,13 @@
 """Where each file of a synthetic world lives (relative to its root), mirroring each dataset's own layout.
 
-    manifest.json                                  what was generated, with these paths
-    coco/{train2014,val2014,test2015}/COCO_<split>_<id:012d>.jpg      the images
-    scenes/scenes_<coco split>.json                ground truth: every object of every image
-    vqa/v2_OpenEnded_mscoco_<coco split>_questions.json, vqa/v2_mscoco_<coco split>_annotations.json
-    gqa/{train,val,testdev}_balanced_questions.json, gqa/images/<id>.jpg      (hard links)
-    snli_ve/snli_ve_{train,dev,test}.jsonl, snli_ve/flickr30k_images/<id>.jpg  (hard links)
-    captions/captions_<coco split>.json, captions/dataset_coco.json (Karpathy)
-    lxmert/mscoco_train.json, lxmert/mscoco_minival.json, lxmert/all_ans.json
+manifest.json                                  what was generated, with these paths
+coco/{train2014,val2014,test2015}/COCO_<split>_<id:012d>.jpg      the images
+scenes/scenes_<coco split>.json                ground truth: every object of every image
+vqa/v2_OpenEnded_mscoco_<coco split>_questions.json, vqa/v2_mscoco_<coco split>_annotations.json
+gqa/{train,val,testdev}_balanced_questions.json, gqa/images/<id>.jpg      (hard links)
+snli_ve/snli_ve_{train,dev,test}.jsonl, snli_ve/flickr30k_images/<id>.jpg  (hard links)
+captions/captions_<coco split>.json, captions/dataset_coco.json (Karpathy)
+lxmert/mscoco_train.json, lxmert/mscoco_minival.json, lxmert/all_ans.json
 """
 
 from __future__ import annotations
@@ -15,7 +15,17 @@ from __future__ import annotations
 from clipvil.data.synthetic.spec import COCO_SPLIT, GQA_SPLIT, LXMERT_SPLIT, SNLI_VE_SPLIT
 
 MANIFEST = "manifest.json"
-TOP_LEVEL: tuple[str, ...] = ("coco", "scenes", "vqa", "gqa", "snli_ve", "captions", "lxmert", MANIFEST)
+TOP_LEVEL: tuple[str, ...] = (
+    "coco",
+    "scenes",
+    "vqa",
+    "gqa",
+    "snli_ve",
+    "captions",
+    "lxmert",
+    MANIFEST,
+    MANIFEST + ".tmp",
+)
 
 
 def coco_name(split: str, image_id: int) -> str:

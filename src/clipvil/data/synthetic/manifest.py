@@ -44,7 +44,9 @@ class Manifest:
 
     root: Path  # the world's directory (not stored: the directory may be moved)
     spec: WorldSpec
-    counts: dict[str, dict[str, int]]  # split -> {images, vqa_questions, gqa_questions, captions, snli_ve_pairs}
+    counts: dict[
+        str, dict[str, int]
+    ]  # split -> {images, vqa_questions, gqa_questions, captions, snli_ve_pairs}
     files: dict[str, str] = field(default_factory=dict)  # 'kind/split' or 'kind' -> path relative to root
 
     @property
@@ -82,5 +84,12 @@ class Manifest:
             raise ValueError(f"{where}: cannot read a synthetic world manifest ({err})") from err
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{where}: not a clipvil synthetic world manifest (format != {FORMAT!r})")
-        return cls(root=root, spec=WorldSpec.from_json(data["spec"], str(where)), counts=data["counts"],
-                   files=data["files"])
+        missing = [k for k in ("spec", "counts", "files") if k not in data]
+        if missing:
+            raise ValueError(f"{where}: manifest lacks {missing}")
+        return cls(
+            root=root,
+            spec=WorldSpec.from_json(data["spec"], str(where)),
+            counts=data["counts"],
+            files=data["files"],
+        )

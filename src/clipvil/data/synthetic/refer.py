@@ -17,7 +17,18 @@ from clipvil.data.synthetic.scene import COLORS, SHAPES, SIZES, Scene, SceneObje
 
 ATTRIBUTES: tuple[str, ...] = ("size", "color", "shape")
 VALUES: dict[str, tuple[str, ...]] = {"size": SIZES, "color": tuple(COLORS), "shape": SHAPES}
-NUMBER_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+NUMBER_WORDS: tuple[str, ...] = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+)
 # Spatial relations: name -> (phrase, axis, sign). "left of" means a smaller x.
 RELATIONS: dict[str, tuple[str, str, int]] = {
     "left": ("to the left of", "x", -1),
@@ -37,8 +48,11 @@ class Desc:
     shape: str | None = None
 
     def matches(self, obj: SceneObject) -> bool:
-        return ((self.size is None or self.size == obj.size) and (self.color is None or self.color == obj.color)
-                and (self.shape is None or self.shape == obj.shape))
+        return (
+            (self.size is None or self.size == obj.size)
+            and (self.color is None or self.color == obj.color)
+            and (self.shape is None or self.shape == obj.shape)
+        )
 
     def used(self) -> tuple[str, ...]:
         """The attributes this description names."""
@@ -126,7 +140,9 @@ def related(scene: Scene, anchor: SceneObject, name: str) -> list[SceneObject] |
     return out
 
 
-def absent_variant(scene: Scene, obj: SceneObject, attrs: tuple[str, ...], rng: np.random.Generator) -> Desc | None:
+def absent_variant(
+    scene: Scene, obj: SceneObject, attrs: tuple[str, ...], rng: np.random.Generator
+) -> Desc | None:
     """A description naming `attrs` that matches no object, made by changing one value of `obj`'s
     (a near miss: 'red star' when there is a red circle and a blue star); None if there is none."""
     desc = describe(obj, attrs)

@@ -61,9 +61,15 @@ class SceneObject:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "obj_id": self.obj_id, "shape": self.shape, "color": self.color, "size": self.size,
-            "x": round(self.x, 2), "y": round(self.y, 2), "radius": round(self.radius, 2),
-            "rotation": round(self.rotation, 2), "bbox": [round(v, 2) for v in self.bbox()],
+            "obj_id": self.obj_id,
+            "shape": self.shape,
+            "color": self.color,
+            "size": self.size,
+            "x": round(self.x, 2),
+            "y": round(self.y, 2),
+            "radius": round(self.radius, 2),
+            "rotation": round(self.rotation, 2),
+            "bbox": [round(v, 2) for v in self.bbox()],
         }
 
 
@@ -80,8 +86,12 @@ class Background:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "base": list(self.base), "second": list(self.second),
-            "angle": round(self.angle, 2), "period": round(self.period, 2), "amplitude": round(self.amplitude, 2),
+            "kind": self.kind,
+            "base": list(self.base),
+            "second": list(self.second),
+            "angle": round(self.angle, 2),
+            "period": round(self.period, 2),
+            "amplitude": round(self.amplitude, 2),
         }
 
 
@@ -98,8 +108,12 @@ class Scene:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "image_id": self.image_id, "split": self.split, "width": self.width, "height": self.height,
-            "background": self.background.to_json(), "objects": [o.to_json() for o in self.objects],
+            "image_id": self.image_id,
+            "split": self.split,
+            "width": self.width,
+            "height": self.height,
+            "background": self.background.to_json(),
+            "objects": [o.to_json() for o in self.objects],
         }
 
 
@@ -121,8 +135,20 @@ def _polar(n: int, radii: list[float], start_deg: float) -> list[tuple[float, fl
 
 
 def _cross(arm: float, half: float) -> list[tuple[float, float]]:
-    return [(-arm, -half), (arm, -half), (arm, -arm), (half, -arm), (half, arm), (arm, arm),
-            (arm, half), (-arm, half), (-arm, arm), (-half, arm), (-half, -arm), (-arm, -arm)]
+    return [
+        (-arm, -half),
+        (arm, -half),
+        (arm, -arm),
+        (half, -arm),
+        (half, arm),
+        (arm, arm),
+        (arm, half),
+        (-arm, half),
+        (-arm, arm),
+        (-half, arm),
+        (-half, -arm),
+        (-arm, -arm),
+    ]
 
 
 # Unit outlines (radius 1). Areas are kept comparable; the diamond is a narrow rhombus so that a slightly
@@ -159,8 +185,12 @@ def sample_background(spec: WorldSpec, rng: np.random.Generator) -> Background:
     second = _muted_color(rng) if kind == "gradient" else base
     side = min(spec.width, spec.height)
     return Background(
-        kind=kind, base=base, second=second, angle=float(rng.uniform(0, 180)),
-        period=float(rng.uniform(0.06, 0.16) * side), amplitude=float(8 + 20 * d) if kind != "solid" else 0.0,
+        kind=kind,
+        base=base,
+        second=second,
+        angle=float(rng.uniform(0, 180)),
+        period=float(rng.uniform(0.06, 0.16) * side),
+        amplitude=float(8 + 20 * d) if kind != "solid" else 0.0,
     )
 
 
@@ -172,7 +202,9 @@ def _attributes(n: int, rng: np.random.Generator) -> list[tuple[str, str, str]]:
     return [(str(rng.choice(shapes)), str(rng.choice(colors)), str(rng.choice(SIZES))) for _ in range(n)]
 
 
-def _place(spec: WorldSpec, sizes: list[str], rng: np.random.Generator) -> list[tuple[float, float, float]] | None:
+def _place(
+    spec: WorldSpec, sizes: list[str], rng: np.random.Generator
+) -> list[tuple[float, float, float]] | None:
     """Non-overlapping (x, y, radius) per object, or None when the rejection sampler gives up."""
     side = min(spec.width, spec.height)
     jitter = 0.004 + 0.01 * spec.difficulty
@@ -198,20 +230,25 @@ def sample_scene(spec: WorldSpec, image_id: int) -> Scene:
     background = sample_background(spec, rng)
     n = int(rng.integers(spec.min_objects, spec.max_objects + 1))
     max_rot = 5 + 10 * spec.difficulty
-    for _ in range(50):
+    for attempt in range(100):
         attrs = _attributes(n, rng)
+        if attempt >= 50:  # a crowded canvas: all-small objects fit far more easily
+            attrs = [(shape, color, "small") for shape, color, _ in attrs]
         spots = _place(spec, [a[2] for a in attrs], rng)
         if spots is not None:
             break
-    else:  # a crowded small canvas: fall back to all-small objects, which always fit at the allowed sizes
-        attrs = [(s, c, "small") for s, c, _ in _attributes(n, rng)]
-        spots = _place(spec, [a[2] for a in attrs], rng)
-        if spots is None:
-            raise RuntimeError(f"image {image_id}: cannot place {n} objects on {spec.width}x{spec.height}")
+    else:
+        raise RuntimeError(f"image {image_id}: cannot place {n} objects on {spec.width}x{spec.height}")
     objects = tuple(
         SceneObject(
-            obj_id=image_id * 100 + k, shape=shape, color=color, size=size, x=float(x), y=float(y),
-            radius=float(r), rotation=float(rng.uniform(-max_rot, max_rot)) if shape != "circle" else 0.0,
+            obj_id=image_id * 100 + k,
+            shape=shape,
+            color=color,
+            size=size,
+            x=float(x),
+            y=float(y),
+            radius=float(r),
+            rotation=float(rng.uniform(-max_rot, max_rot)) if shape != "circle" else 0.0,
         )
         for k, ((shape, color, size), (x, y, r)) in enumerate(zip(attrs, spots, strict=True))
     )

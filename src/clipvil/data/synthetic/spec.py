@@ -51,14 +51,16 @@ class WorldSpec:
         elif not math.isclose(sum(self.split_fractions), 1.0, abs_tol=1e-6) or self.split_fractions[0] == 0:
             problems.append(f"split_fractions must sum to 1 with a train part, got {self.split_fractions}")
         if not 2 <= self.min_objects <= self.max_objects <= 9:
-            problems.append(f"need 2 <= min_objects <= max_objects <= 9, got {self.min_objects}..{self.max_objects}")
+            problems.append(
+                f"need 2 <= min_objects <= max_objects <= 9, got {self.min_objects}..{self.max_objects}"
+            )
         if not 1 <= self.questions_per_image <= 50:
             problems.append(f"questions_per_image must be in 1..50, got {self.questions_per_image}")
         if problems:
             raise ValueError("WorldSpec: " + "; ".join(problems))
 
     def split_sizes(self) -> dict[str, int]:
-        """Images per split: train gets what rounding leaves, val/test are rounded down (train is never empty)."""
+        """Images per split: val and test are rounded down, train gets the rest (so it is never empty)."""
         val = int(self.n_images * self.split_fractions[1])
         test = int(self.n_images * self.split_fractions[2])
         return {"train": self.n_images - val - test, "val": val, "test": test}
@@ -82,7 +84,9 @@ class WorldSpec:
         names = {f.name for f in fields(cls)}
         unknown, missing = set(data) - names, {"n_images"} - set(data)
         if unknown or missing:
-            raise ValueError(f"{where}: spec has unknown fields {sorted(unknown)} / missing {sorted(missing)}")
+            raise ValueError(
+                f"{where}: spec has unknown fields {sorted(unknown)} / missing {sorted(missing)}"
+            )
         values = dict(data)
         if "split_fractions" in values:
             values["split_fractions"] = tuple(values["split_fractions"])

@@ -1,6 +1,6 @@
 """Writes the per-image records into the official files, streaming: images arrive in id order and the
-splits are consecutive id ranges, so each split's files are open only while its images come in and the
-parent never holds more than one image's records (100k images stay within a few hundred MB)."""
+splits are consecutive id ranges, so each split's files are open only while its images come in. The
+parent keeps only the COCO caption lists of the current split (written at its end) in memory."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from clipvil.data.synthetic.spec import COCO_SPLIT, LXMERT_SPLIT, WorldSpec
 
 INFO = {
     "description": "clipvil synthetic shapes world, written in the official dataset formats",
-    "url": "https://github.com/clipvil/clipvil",
     "version": "2.0",
     "year": 2024,
     "contributor": "clipvil",
@@ -24,7 +23,7 @@ LICENSE = {"url": "https://creativecommons.org/publicdomain/zero/1.0/", "name": 
 
 
 class JsonStream:
-    """A JSON object `head + {key: [items...]}` (or `{key: value, ...}` when `mapping`) written item by item."""
+    """A JSON object `head + {key: [items...]}` (`{key: {name: item}}` when `mapping`), item by item."""
 
     def __init__(self, path: Path, head: dict[str, Any], key: str | None, mapping: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +34,9 @@ class JsonStream:
             self.file.write("{" if mapping else "[")
             self.closing = "}" if mapping else "]"
         else:
-            self.file.write(opening + (", " if head else "") + json.dumps(key) + ": " + ("{" if mapping else "["))
+            self.file.write(
+                opening + (", " if head else "") + json.dumps(key) + ": " + ("{" if mapping else "[")
+            )
             self.closing = ("}" if mapping else "]") + "}"
 
     def add(self, item: Any, name: str | None = None) -> None:
@@ -55,11 +56,19 @@ class SplitFiles:
         coco = COCO_SPLIT[split]
         self.split = split
         self.scenes = JsonStream(root / layout.scenes_file(split), {"info": INFO, "split": coco}, "scenes")
-        qhead = {"info": INFO, "task_type": "Open-Ended", "data_type": "mscoco", "license": LICENSE,
-                 "data_subtype": coco}
+        qhead = {
+            "info": INFO,
+            "task_type": "Open-Ended",
+            "data_type": "mscoco",
+            "license": LICENSE,
+            "data_subtype": coco,
+        }
         self.questions = JsonStream(root / layout.vqa_questions(split), qhead, "questions")
-        self.annotations = None if split == "test" else JsonStream(root / layout.vqa_annotations(split), qhead,
-                                                                   "annotations")
+        self.annotations = (
+            None
+            if split == "test"
+            else JsonStream(root / layout.vqa_annotations(split), qhead, "annotations")
+        )
         self.gqa = JsonStream(root / layout.gqa_questions(split), {}, None, mapping=True)
         self.captions = root / layout.coco_captions(split)
         self.images: list[dict[str, Any]] = []
@@ -78,11 +87,19 @@ class SplitFiles:
                 self.annotations.add(a)
         for qid, g in rec["gqa"].items():
             self.gqa.add(g, qid)
-        self.images.append({"license": 1, "file_name": rec["file_name"], "height": rec["height"],
-                            "width": rec["width"], "id": rec["image_id"]})
+        self.images.append(
+            {
+                "license": 1,
+                "file_name": rec["file_name"],
+                "height": rec["height"],
+                "width": rec["width"],
+                "id": rec["image_id"],
+            }
+        )
         for k, cap in enumerate(rec["captions"]):
-            self.caption_annotations.append({"image_id": rec["image_id"], "id": rec["image_id"] * 10 + k,
-                                             "caption": cap["raw"]})
+            self.caption_annotations.append(
+                {"image_id": rec["image_id"], "id": rec["image_id"] * 10 + k, "caption": cap["raw"]}
+            )
         for pair in rec["snli_ve"]:
             self.snli.write(json.dumps(pair) + "\n")
         if self.lxmert is not None:
@@ -99,8 +116,13 @@ class SplitFiles:
             if stream is not None:
                 stream.close()
         self.snli.close()
-        coco = {"info": INFO, "images": self.images, "licenses": [dict(LICENSE, id=1)], "type": "captions",
-                "annotations": self.caption_annotations}
+        coco = {
+            "info": INFO,
+            "images": self.images,
+            "licenses": [dict(LICENSE, id=1)],
+            "type": "captions",
+            "annotations": self.caption_annotations,
+        }
         self.captions.parent.mkdir(parents=True, exist_ok=True)
         self.captions.write_text(json.dumps(coco), encoding="utf-8")
 
@@ -124,9 +146,11 @@ def lxmert_entry(rec: dict[str, Any], answers: dict[str, set[str]]) -> dict[str,
     split = rec["split"]
     return {
         "img_id": layout.coco_name(split, rec["image_id"]),
-        "sentf": {"mscoco": [c["raw"] for c in rec["captions"]],
-                  "vqa": [q["question"] for q in rec["vqa_questions"]],
-                  "gqa": [g["question"] for g in rec["gqa"].values()]},
+        "sentf": {
+            "mscoco": [c["raw"] for c in rec["captions"]],
+            "vqa": [q["question"] for q in rec["vqa_questions"]],
+            "gqa": [g["question"] for g in rec["gqa"].values()],
+        },
         "labelf": {"vqa": vqa_labels, "gqa": gqa_labels},
     }
 
@@ -151,11 +175,21 @@ class WorldWriter:
 
     def _add_karpathy(self, rec: dict[str, Any]) -> None:
         sentids = [rec["image_id"] * 10 + k for k in range(len(rec["captions"]))]
-        sentences = [{"tokens": c["tokens"], "raw": c["raw"], "imgid": self.karpathy_index, "sentid": s}
-                     for c, s in zip(rec["captions"], sentids, strict=True)]
-        self.karpathy.add({"filepath": COCO_SPLIT[rec["split"]], "sentids": sentids, "filename": rec["file_name"],
-                           "imgid": self.karpathy_index, "split": rec["split"], "sentences": sentences,
-                           "cocoid": rec["image_id"]})
+        sentences = [
+            {"tokens": c["tokens"], "raw": c["raw"], "imgid": self.karpathy_index, "sentid": s}
+            for c, s in zip(rec["captions"], sentids, strict=True)
+        ]
+        self.karpathy.add(
+            {
+                "filepath": COCO_SPLIT[rec["split"]],
+                "sentids": sentids,
+                "filename": rec["file_name"],
+                "imgid": self.karpathy_index,
+                "split": rec["split"],
+                "sentences": sentences,
+                "cocoid": rec["image_id"],
+            }
+        )
         self.karpathy_index += 1
 
     def _close_split(self) -> None:
