@@ -99,7 +99,7 @@ def make_data(
         log.info("%s: synthetic world already complete, nothing to do", root)
         return existing
     root.mkdir(parents=True, exist_ok=True)
-    writer = WorldWriter(spec, root)
+    writer = WorldWriter(root)
     job = functools.partial(build_image, spec, root=root)
     ids = range(1, n_images + 1)
     n_workers = _worker_count(workers, n_images)

@@ -71,10 +71,8 @@ def describe(obj: SceneObject, attrs: tuple[str, ...]) -> Desc:
     return Desc(**{a: getattr(obj, a) for a in attrs})
 
 
-def with_article(words: str, definite: bool = False) -> str:
-    """'the red circle' / 'a red circle' / 'an orange star'."""
-    if definite:
-        return "the " + words
+def with_article(words: str) -> str:
+    """'a red circle' / 'an orange star'."""
     return ("an " if words[0] in "aeiou" else "a ") + words
 
 

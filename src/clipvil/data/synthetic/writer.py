@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from clipvil.common.vqa_text import normalize_answer, vqa_soft_score
 from clipvil.data.synthetic import layout
-from clipvil.data.synthetic.spec import COCO_SPLIT, LXMERT_SPLIT, WorldSpec
+from clipvil.data.synthetic.spec import COCO_SPLIT, LXMERT_SPLIT
 
 INFO = {
     "description": "clipvil synthetic shapes world, written in the official dataset formats",
@@ -156,10 +156,10 @@ def lxmert_entry(rec: dict[str, Any], answers: dict[str, set[str]]) -> dict[str,
 
 
 class WorldWriter:
-    """Receives the image records in id order and writes every file; `finish` returns counts and paths."""
+    """Receives the image records in id order and writes every file; `finish` returns the counts."""
 
-    def __init__(self, spec: WorldSpec, root: Path) -> None:
-        self.spec, self.root = spec, root
+    def __init__(self, root: Path) -> None:
+        self.root = root
         self.current: SplitFiles | None = None
         self.counts: dict[str, dict[str, int]] = {}
         self.answers: dict[str, set[str]] = {}
