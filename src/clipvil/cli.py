@@ -18,7 +18,8 @@ def _print_json(payload: object) -> None:
 def _cmd_extract(args: argparse.Namespace) -> int:
     cfg = ExtractConfig(
         encoder=args.encoder, images=Path(args.images), out=Path(args.out), preset=args.preset,
-        weights=Path(args.weights) if args.weights else None, batch_size=args.batch_size, workers=args.workers,
+        weights=Path(args.weights) if args.weights else None, batch_size=args.batch_size,
+        forward_batch=args.forward_batch, workers=args.workers,
         dtype=args.dtype, pooled=args.pooled, block=args.block, strict=args.strict, device=args.device,
         progress=not args.no_progress,
     )
@@ -38,8 +39,11 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="vqa", choices=["vqa", "caption", "pretrain", "views", "native"])
     p.add_argument("--images", required=True, help="image directory (recursive) or list file")
     p.add_argument("--out", required=True, help="feature store directory (created, or resumed)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.add_argument("--batch-size", type=int, default=16, help="images per store part (one atomic write)")
+    p.add_argument("--forward-batch", type=int, default=0, help="images per forward pass (0: auto — 2 on a CPU, "
+                   "the whole part on a GPU)")
+    p.add_argument("--workers", type=int, default=-1, help="decoding processes (-1: auto — inline on a small "
+                   "CPU machine, parallel with a GPU)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--pooled", action="store_true", help="also store the pooled CLIP embedding")
     p.add_argument("--block", type=int, default=-1, help="ViT: block whose tokens are taken (-2 = penultimate)")
@@ -155,7 +159,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="synthetic world → CLIP grids → MCAN → VQA accuracy vs the majority baseline")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--images", type=int, default=1000)
-    p.add_argument("--encoder", default="RN50")
+    p.add_argument("--encoder", default="ViT-B-32")
     p.add_argument("--weights", default=None, help="local CLIP weight file (default: random weights)")
     p.add_argument("overrides", nargs="*", help="overrides of configs/demo/mcan_synthetic.yaml")
     p.set_defaults(func=_cmd_demo)

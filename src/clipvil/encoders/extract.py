@@ -26,6 +26,7 @@ from clipvil.encoders.preprocess import Preset, get_preset, output_size, prepare
 from clipvil.encoders.protocol import Encoder
 from clipvil.encoders.registry import build_encoder
 from clipvil.encoders.store import FeatureStore, GridBatch, open_for_writing, write_part
+from clipvil.types import GridFeatures
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -49,8 +50,10 @@ class ExtractConfig:
     out: Path  # the feature store directory
     preset: str = "vqa"  # input preset (vqa, caption, pretrain, views, native)
     weights: Path | None = None  # local weight file; None = random weights (stated in the provenance)
-    batch_size: int = 16  # images per forward pass (and per store part)
-    workers: int = 2  # DataLoader decoding processes (0 = decode in the main process)
+    batch_size: int = 16  # images per store part (one atomic write)
+    forward_batch: int = 0  # images per forward pass (0 = auto: 2 on a CPU, where big conv batches fall out
+    # of cache and run slower — measured in benchmarks/extract.py —, the whole part on a GPU)
+    workers: int = -1  # DataLoader decoding processes (0 = in the main process; -1 = auto, see auto_workers)
     dtype: str = "float16"  # stored dtype: float16 or float32
     pooled: bool = False  # also store the pooled (CLIP joint-space) embedding
     block: int = -1  # ViT only: which block's tokens (-1 last, -2 penultimate)
@@ -139,26 +142,44 @@ def provenance(cfg: ExtractConfig, encoder: Encoder) -> dict[str, Any]:
     }
 
 
+def auto_workers(device: torch.device) -> int:
+    """Decoding processes: on a CPU with few cores a decoding process steals a core from the tower (whose
+    threads then wait on each other), and decoding costs ~2% of a CPU forward pass, so decode inline there;
+    on a GPU, decode in parallel."""
+    cores = os.cpu_count() or 1
+    if device.type == "cpu":
+        return 0 if cores <= 4 else min(4, cores // 8)
+    return min(8, max(1, cores // 2))
+
+
 def _pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
+def _forward(encoder: Encoder, group: list[dict[str, Any]], device: torch.device, pooled: bool) -> GridFeatures:
+    pixels = torch.stack([g["pixels"] for g in group]).to(device, non_blocking=True)  # [B, 3, H, W]
+    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        return encoder(pixels, [g["content_hw"] for g in group], pooled=pooled)
+
+
 @torch.inference_mode()
 def _encode(encoder: Encoder, items: list[dict[str, Any]], device: torch.device, cfg: ExtractConfig) -> list[GridBatch]:
-    """Runs the tower on each same-shape group of a batch; returns host arrays in the store dtype."""
+    """Runs the tower on each same-shape group of a batch (in forward_batch chunks); host arrays in the store dtype."""
     by_shape: dict[tuple[int, ...], list[dict[str, Any]]] = defaultdict(list)
     for it in items:
         by_shape[tuple(it["pixels"].shape)].append(it)
     out, np_dtype = [], STORE_DTYPES[cfg.dtype]
+    step = cfg.forward_batch or (2 if device.type == "cpu" else cfg.batch_size)
     for group in by_shape.values():
-        pixels = torch.stack([g["pixels"] for g in group]).to(device, non_blocking=True)  # [B, 3, H, W]
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            grid = encoder(pixels, [g["content_hw"] for g in group], pooled=cfg.pooled)
-        pooled = grid.pooled.float().cpu().numpy().astype(np_dtype) if grid.pooled is not None else None
-        out.append(GridBatch([g["id"] for g in group], grid.feats.float().cpu().numpy().astype(np_dtype),
-                             grid.mask.cpu().numpy(), grid.hw, pooled))
+        grids = [_forward(encoder, group[i:i + step], device, cfg.pooled) for i in range(0, len(group), step)]
+        feats = torch.cat([g.feats.float().cpu() for g in grids]).numpy().astype(np_dtype)  # [n, N, C]
+        mask = torch.cat([g.mask.cpu() for g in grids]).numpy()  # [n, N]
+        pooled = None
+        if cfg.pooled:
+            pooled = torch.cat([g.pooled.float().cpu() for g in grids]).numpy().astype(np_dtype)  # [n, D]
+        out.append(GridBatch([g["id"] for g in group], feats, mask, grids[0].hw, pooled))
     return out
 
 
@@ -190,8 +211,9 @@ def run_extract(cfg: ExtractConfig) -> ExtractSummary:
     pending = [e for e in entries if e.id not in finished]
     batches = [list(range(i, min(i + cfg.batch_size, len(pending)))) for i in range(0, len(pending), cfg.batch_size)]
     mine = batches[rank::world]
+    workers = auto_workers(device) if cfg.workers < 0 else cfg.workers
     loader = DataLoader(PreparedImages(pending, get_preset(cfg.preset), encoder), batch_sampler=mine,
-                        num_workers=cfg.workers, collate_fn=list, prefetch_factor=4 if cfg.workers else None)
+                        num_workers=workers, collate_fn=list, prefetch_factor=4 if workers else None)
     bar = tqdm(total=sum(map(len, mine)), unit="img", desc=f"extract {encoder.name} [rank {rank}]",
                disable=not cfg.progress, dynamic_ncols=True)
     extracted = failed = 0

@@ -30,7 +30,7 @@ class DemoConfig:
 
     out: Path = Path("runs/demo")  # everything goes under this folder
     images: int = 1000  # synthetic images (80% train, 10% val, 10% test)
-    encoder: str = "RN50"  # CLIP tower for the grids
+    encoder: str = "ViT-B-32"  # CLIP tower for the grids
     weights: Path | None = None  # local CLIP weight file; None = random weights (stated loudly)
     preset: str = "views"  # 224x224 input → 7x7 grid at stride 32
     config: Path = REPO_CONFIG  # the training recipe (YAML)
@@ -69,12 +69,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     weights_note = str(cfg.weights) if cfg.weights else "RANDOM weights (no --weights file given)"
     print(f"[2/4] extracting {cfg.encoder} grids ({weights_note}) → {store}", flush=True)
     ext = run_extract(ExtractConfig(encoder=cfg.encoder, images=world / "coco", out=store, preset=cfg.preset,
-                                    weights=cfg.weights, batch_size=32, workers=1))
+                                    weights=cfg.weights, batch_size=32))
     run_dir = cfg.out / "run"
     overrides = [f"task.data_dir={world / 'vqa'}", f"task.features={store}", f"out_dir={run_dir}",
                  *cfg.overrides]
     run_cfg = load_config(cfg.config, overrides)
-    print(f"[3/4] training {run_cfg.task.model.upper()} ({run_cfg.task.preset}) → {run_dir}", flush=True)
+    print(f"[3/4] training {run_cfg.task.model.upper()} ({run_cfg.task.preset} preset with "
+          f"{run_cfg.task.model_overrides or 'no changes'}) → {run_dir}", flush=True)
     result = train(run_cfg)
     print("[4/4] evaluating the best checkpoint on val", flush=True)
     metrics = evaluate(run_cfg, result.best_checkpoint or result.last_checkpoint, "val")
