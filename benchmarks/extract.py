@@ -23,9 +23,9 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import count_flops, matmul_peak_gflops, write_json  # noqa: E402
-from clipvil.encoders import build_encoder, get_preset, load_image, prepare  # noqa: E402
-from clipvil.encoders.extract import ExtractConfig, run_extract  # noqa: E402
+from benchmarks.common import count_flops, matmul_peak_gflops, write_json
+from clipvil.encoders import build_encoder, get_preset, prepare
+from clipvil.encoders.extract import ExtractConfig, run_extract
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -42,7 +42,7 @@ class GridFeatures:
         """Channel width C of the grid features."""
         return int(self.feats.shape[-1])
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "GridFeatures":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> GridFeatures:
         """Moves every tensor to `device`; `dtype` (if given) applies to the float tensors only."""
         pooled = None if self.pooled is None else self.pooled.to(device=device, dtype=dtype)
         return GridFeatures(self.feats.to(device=device, dtype=dtype), self.mask.to(device), self.hw, pooled)

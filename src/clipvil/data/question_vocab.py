@@ -32,7 +32,7 @@ class QuestionVocab:
         object.__setattr__(self, "word2id", {w: i for i, w in enumerate(self.words)})
 
     @classmethod
-    def build(cls, questions: Iterable[str], min_count: int = 1, max_tokens: int = 14) -> "QuestionVocab":
+    def build(cls, questions: Iterable[str], min_count: int = 1, max_tokens: int = 14) -> QuestionVocab:
         """Words seen at least `min_count` times in `questions`."""
         counts = Counter(w for q in questions for w in tokenize_question(q))
         kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
@@ -49,6 +49,6 @@ class QuestionVocab:
         Path(path).write_text(json.dumps({"words": list(self.words), "max_tokens": self.max_tokens}))
 
     @classmethod
-    def load(cls, path: str | Path) -> "QuestionVocab":
+    def load(cls, path: str | Path) -> QuestionVocab:
         data = json.loads(Path(path).read_text())
         return cls(tuple(data["words"]), int(data["max_tokens"]))

@@ -42,7 +42,7 @@ class _Frozen(nn.Module):
 
     trainable: bool
 
-    def train(self, mode: bool = True) -> "_Frozen":
+    def train(self, mode: bool = True) -> _Frozen:
         return super().train(mode and self.trainable)
 
 

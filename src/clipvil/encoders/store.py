@@ -132,7 +132,7 @@ class FeatureStore:
         self._pid = os.getpid()
         self._cache: dict[str, StoredGrid] | None = None
 
-    def preload(self) -> "FeatureStore":
+    def preload(self) -> FeatureStore:
         """Reads every part into memory once (fast random access for training on cached grids)."""
         cache: dict[str, StoredGrid] = {}
         for part in self.parts:

@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from clipvil.data.answers import AnswerVocab, build_vqa_answer_vocab, dense_targets, load_answer_vocab, vqa_soft_targets
+from clipvil.data.answers import (
+    AnswerVocab,
+    build_vqa_answer_vocab,
+    dense_targets,
+    load_answer_vocab,
+    vqa_soft_targets,
+)
 from clipvil.data.question_vocab import QuestionVocab
 from clipvil.data.vqa import VqaSplit, read_vqa
 from clipvil.encoders.store import FeatureStore
