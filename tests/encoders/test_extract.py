@@ -127,8 +127,9 @@ def test_torchrun_ranks_write_shards_read_as_one_store(image_dir: Path, tmp_path
     torchrun = Path(sys.executable).with_name("torchrun")
     args = ["extract", "--encoder", "RN50", "--preset", "views", "--images", str(image_dir), "--batch-size", "1",
             "--workers", "0", "--no-progress"]
-    subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "clipvil.cli", *args, "--out",
-                    str(tmp_path / "multi")], env=_env(), check=True, capture_output=True, timeout=300)
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "clipvil.cli", *args, "--out",
+                           str(tmp_path / "multi")], env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
     run_extract(_cfg(image_dir, tmp_path / "single", batch_size=1))
     multi, single = _store_arrays(tmp_path / "multi"), _store_arrays(tmp_path / "single")
     assert sorted(multi) == sorted(single) and len(single) == 4

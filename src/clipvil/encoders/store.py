@@ -72,9 +72,10 @@ def open_for_writing(root: str | Path, provenance: dict[str, Any], rank: int = 0
     root = Path(root)
     (root / PARTS_DIR).mkdir(parents=True, exist_ok=True)
     prov_path = root / PROVENANCE_FILE
-    try:  # exclusive create: of several ranks starting together exactly one writes it
-        with open(prov_path, "x") as fh:
-            fh.write(json.dumps(provenance, indent=2) + "\n")
+    tmp = root / f".{PROVENANCE_FILE}.tmp-r{rank}-{os.getpid()}"
+    tmp.write_text(json.dumps(provenance, indent=2) + "\n")
+    try:  # link is atomic and exclusive: of several ranks starting together one publishes a complete file
+        os.link(tmp, prov_path)
     except FileExistsError:
         existing = json.loads(prov_path.read_text())
         diff = {k: (existing.get(k), provenance.get(k)) for k in sorted(set(existing) | set(provenance))
@@ -83,6 +84,8 @@ def open_for_writing(root: str | Path, provenance: dict[str, Any], rank: int = 0
             lines = "; ".join(f"{k}: store has {a!r}, this run has {b!r}" for k, (a, b) in diff.items())
             raise ProvenanceMismatch(
                 f"{prov_path}: refusing to add features made differently ({lines}). Use another --out.")
+    finally:
+        tmp.unlink()
     for leftover in (root / PARTS_DIR).glob(f".part-*.tmp-r{rank}-*"):
         leftover.unlink()
     return root
