@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clipvil.train.demo import DemoConfig, run_demo
+from clipvil.apps.demo import DemoConfig, run_demo
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ import pytest
 
 from clipvil.data.synthetic import make_data
 from clipvil.encoders import build_encoder
-from clipvil.encoders.extract import ExtractConfig, list_images, provenance
-from clipvil.encoders.store import GridBatch, open_for_writing, write_part
+from clipvil.apps.extract import ExtractConfig, list_images, provenance
+from clipvil.features.store import GridBatch, open_for_writing, write_part
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from clipvil.tasks.scoring import score_vqa
+from clipvil.apps.predict import predict_vqa
+from clipvil.apps.score import score_vqa
 from clipvil.train import load_config, train
-from clipvil.train.predict import predict_vqa
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests/configs/vqa_tiny.yaml"
@@ -63,7 +63,7 @@ def test_evaluation_writes_official_results_that_score_the_same(tiny_run: Path, 
 
 def test_predict_gives_topk_answers_from_the_vocabulary(tiny_run: Path, vqa_world: Path) -> None:
     image = next((vqa_world / "world/coco/val2014").glob("*.jpg"))
-    top = predict_vqa(tiny_run / "checkpoints/last.pt", image, "What color is the circle?", k=3)
+    top = predict_vqa(tiny_run / "checkpoints/last.pt", image, "What color is the circle?", k=3).answers
     vocab = set(json.loads((tiny_run / "answer_vocab.json").read_text()))
     assert len(top) == 3 and all(a in vocab for a, _ in top)
     assert all(0.0 <= p <= 1.0 for _, p in top) and top[0][1] >= top[1][1] >= top[2][1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+import seam_toy  # noqa: F401  (registers the seam toy task)
 import train_toy  # noqa: F401  (registers the toy task)
 
 from clipvil.train import load_config, train

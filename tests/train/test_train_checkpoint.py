@@ -58,8 +58,8 @@ def test_architecture_mismatch_names_keys_and_file() -> None:
         ckpt.load_model_state(model, other, "runs/x/last.pt")
     text = str(err.value)
     assert text.startswith("runs/x/last.pt: checkpoint does not fit Sequential")
-    assert "0.weight (checkpoint (3, 5) vs model (3, 4))" in text
-    assert "missing keys: 2.bias" in text and "unexpected keys: 3.bias, 3.weight" in text
+    assert "1 shape mismatches: 0.weight: file (3, 5) vs model (3, 4)" in text
+    assert "1 missing keys: 2.bias" in text and "2 unexpected keys: 3.bias; 3.weight" in text
 
 
 def test_non_strict_load_reports_missing_and_unexpected() -> None:

@@ -35,7 +35,7 @@ def test_golden_first_losses_match_hand_written_sgd(tmp_path: Path) -> None:
     # The same run by hand: model built right after seeding with train.seed, data in order, plain SGD
     # with the closed-form gradient of the mean squared error of a linear model.
     torch.manual_seed(5)
-    model = ToyTask(cfg.task).build_model()
+    model = ToyTask(cfg.task).model
     w, b = model.head.weight.detach().clone()[0], model.head.bias.detach().clone()[0]  # [D], []
     x, y = train_toy.make_split(cfg.task, "train")  # [N, D], [N]
     expected = []
@@ -155,7 +155,7 @@ def test_logs_evaluation_and_checkpoints(tmp_path: Path) -> None:
     best = max(evals, key=lambda e: e["neg_mse"])
     assert (result.best_value, result.best_step) == (best["neg_mse"], best["step"])
     assert load_checkpoint(best_path(tmp_path))["train_state"]["step"] == best["step"]
-    assert len(json.loads((tmp_path / "eval" / "step0000006" / "results.json").read_text())) == 24
+    assert len(json.loads((tmp_path / "eval" / "step0000006" / "val" / "results.json").read_text())) == 24
     assert list((tmp_path / "logs" / "tb").glob("events.out.tfevents.*"))
     assert (tmp_path / "config.yaml").is_file()
     metrics = evaluate(cfg, best_path(tmp_path), "val", tmp_path / "re-eval")
@@ -168,7 +168,7 @@ def test_another_architecture_fails_naming_the_file(tmp_path: Path) -> None:
     train(toy_config(tmp_path, "train.max_steps=2"))
     with pytest.raises(CheckpointMismatchError, match=r"last\.pt: checkpoint does not fit ToyNet: .*missing"):
         train(toy_config(tmp_path, "train.max_steps=4", "task.hidden=3"))
-    with pytest.raises(CheckpointMismatchError, match=r"last\.pt: .*head\.weight \(checkpoint \(1, 4\)"):
+    with pytest.raises(CheckpointMismatchError, match=r"last\.pt: .*head\.weight: file \(1, 4\) vs model \(1, 5\)"):
         evaluate(toy_config(tmp_path, "task.dim=5"), last_path(tmp_path), "val")
 
 

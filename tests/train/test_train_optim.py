@@ -11,6 +11,7 @@ from train_toy import ToyNet, toy_config
 
 from clipvil.train.config import OptimConfig
 from clipvil.train.optim import MAIN, build_optimizer, build_optimizers, partition_parameters
+from clipvil.train.phases import plan_phases
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def test_extra_optimizer_owns_its_modules(tmp_path: Path) -> None:
     parts = partition_parameters(model, cfg)
     assert [id(p) for p in parts["trunk"]] == [id(p) for p in model.body.parameters()]
     assert [id(p) for p in parts[MAIN]] == [id(model.head.weight)]
-    optimizers, schedulers = build_optimizers(model, cfg, steps_per_epoch=8, total_steps=10)
+    optimizers, schedulers = build_optimizers(model, cfg, 8, plan_phases(cfg, 8, 10), "train")
     assert list(optimizers) == [MAIN, "trunk"] and list(schedulers) == [MAIN, "trunk"]
     assert type(optimizers["trunk"]) is torch.optim.SGD and optimizers["trunk"].param_groups[0]["lr"] == 0.003
     assert type(optimizers[MAIN]) is torch.optim.AdamW

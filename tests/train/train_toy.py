@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from clipvil.tasks.base import TaskModule
 from clipvil.tasks.registry import RunContext, register_task
 from clipvil.train import RunConfig, config_from_dict
 
@@ -74,14 +75,13 @@ def make_split(cfg: ToyConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-class ToyTask:
+class ToyTask(TaskModule):
     primary_metric = "neg_mse"
 
     def __init__(self, cfg: ToyConfig, ctx: RunContext | None = None) -> None:
+        super().__init__()
         self.cfg = cfg
-
-    def build_model(self) -> nn.Module:
-        return ToyNet(self.cfg.dim, self.cfg.hidden, self.cfg.dropout)
+        self.model = ToyNet(cfg.dim, cfg.hidden, cfg.dropout)
 
     def dataset(self, split: str) -> Dataset:
         if split not in ("train", "val"):
@@ -95,10 +95,10 @@ class ToyTask:
             "y": torch.stack([it["y"] for it in items]),  # [B]
         }
 
-    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         if self.cfg.sleep:
             time.sleep(self.cfg.sleep)
-        pred = model(batch["x"])  # [B]
+        pred = self.model(batch["x"])  # [B]
         bits = float(torch.finfo(pred.dtype).bits)  # 16 under bf16/fp16 autocast
         loss = ((pred.float() - batch["y"]) ** 2).mean()
         if self.cfg.nan_grad_id in batch["ids"]:
@@ -108,11 +108,11 @@ class ToyTask:
         return loss, {"mae": mae, "pred_bits": bits}
 
     def evaluate(
-        self, model: nn.Module, batches: Iterable[dict[str, Any]], out_dir: Path | None
+        self, batches: Iterable[dict[str, Any]], split: str, out_dir: Path | None
     ) -> dict[str, Any]:
         ids, preds, sq = [], [], 0.0
         for batch in batches:
-            pred = model(batch["x"]).float()  # [B]
+            pred = self.model(batch["x"]).float()  # [B]
             sq += float(((pred - batch["y"]) ** 2).sum())
             ids += batch["ids"]
             preds += pred.tolist()

@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 _STRIP = re.compile(r"[.,'!?\"()*#:;]")
@@ -37,6 +38,19 @@ class QuestionVocab:
         counts = Counter(w for q in questions for w in tokenize_question(q))
         kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
         return cls((PAD, UNK, *kept), max_tokens)
+
+    @classmethod
+    def from_splits(
+        cls, *question_sets: Iterable[str], min_count: int = 1, max_tokens: int = 14
+    ) -> QuestionVocab:
+        """Words of several splits' questions counted together, e.g. (train, val, test, vg).
+
+        mcan-vqa builds its vocabulary this way, from every question of train + val + test (+ Visual Genome),
+        so that no evaluation word is <unk> and each gets its GloVe row; MMF ships a fixed 100k word list
+        instead. Counts (for `min_count`) are over all the sets; the order is by frequency, as `build`."""
+        if not question_sets:
+            raise ValueError("QuestionVocab.from_splits: give at least one set of questions")
+        return cls.build(chain.from_iterable(question_sets), min_count, max_tokens)
 
     def __len__(self) -> int:
         return len(self.words)

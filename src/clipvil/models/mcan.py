@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipvil.models.layers import AttentionPool, grid_inputs
+from clipvil.models.registry import register_model
 from clipvil.models.text import QuestionEncoder
 from clipvil.types import GridFeatures
 
@@ -180,6 +181,11 @@ class MCAN(nn.Module):
         self.fusion_norm = nn.LayerNorm(cfg.flat_out, eps=1e-6)
         self.classifier = nn.Linear(cfg.flat_out, n_answers)
 
+    @property
+    def word_embedding(self) -> nn.Embedding:
+        """The question word table (filled from GloVe by the task's `word_vectors`)."""
+        return self.question.embedding
+
     def forward(self, grid: GridFeatures, tokens: torch.Tensor) -> torch.Tensor:
         """grid: feats [B, N, C], mask [B, N]; tokens [B, T] (0 = trailing padding) → logits [B, A]."""
         q, q_mask = self.question(tokens)  # [B, T, H], [B, T]
@@ -191,3 +197,6 @@ class MCAN(nn.Module):
             v = layer(v, v_mask, q, q_mask)  # [B, N, H]
         fused = self.question_flat(q, q_mask) + self.grid_flat(v, v_mask)  # [B, F]
         return self.classifier(self.fusion_norm(fused))  # [B, n_answers]
+
+
+register_model("mcan", family="vqa", config_cls=MCANConfig, builder=MCAN)

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from clipvil.models.layers import AttentionPool, grid_inputs, masked_softmax
+from clipvil.models.registry import register_model
 from clipvil.models.text import QuestionEncoder, RNNKind
 from clipvil.types import GridFeatures
 
@@ -173,6 +174,11 @@ class Pythia(nn.Module):
         self.fusion = ElementwiseProduct(grid_dim, q_dim, cfg)
         self.classifier = LogitClassifier(cfg.hidden, n_answers, cfg)
 
+    @property
+    def word_embedding(self) -> nn.Embedding:
+        """The question word table (filled from GloVe by the task's `word_vectors`)."""
+        return self.question.embedding
+
     def forward(self, grid: GridFeatures, tokens: torch.Tensor) -> torch.Tensor:
         """grid: feats [B, N, C], mask [B, N]; tokens [B, T] (0 = trailing padding) → logits [B, A]."""
         states, q_mask = self.question(tokens)  # [B, T, Hq], [B, T]
@@ -181,3 +187,6 @@ class Pythia(nn.Module):
         feats = feats.to(self.question_att.fc.weight.dtype)  # [B, N, C] (fp16 caches are upcast)
         v = self.image_att(feats, v_mask, q)  # [B, C]
         return self.classifier(self.fusion(v, q))  # [B, A]
+
+
+register_model("pythia", family="vqa", config_cls=PythiaConfig, builder=Pythia)

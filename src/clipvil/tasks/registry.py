@@ -2,7 +2,10 @@
 
 A task registers itself when its module is imported:
 
-    register_task("vqa", VQAConfig, VQATask)      # at the bottom of clipvil/tasks/vqa.py
+    register_task("vqa", VQAConfig, VQATask, predictor=VqaPredictor.from_checkpoint)   # bottom of tasks/vqa.py
+
+The optional `predictor(config, artifacts, device) -> predictor object` builds what `clipvil predict` needs
+from a checkpoint alone (its config and artifacts), without datasets or a feature store.
 
 `get_task(name)` imports `clipvil.tasks.<name>` on first use when the name is not registered yet, so a
 task living in `clipvil/tasks/<name>.py` needs no other wiring. Tasks defined elsewhere (tests, user
@@ -21,7 +24,8 @@ from typing import Any
 
 import torch
 
-from clipvil.tasks.base import Task
+from clipvil.common.distributed import prepare_once
+from clipvil.tasks.base import TaskModule
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,15 @@ class RunContext:
         """True on the process that writes files (rank 0)."""
         return self.rank == 0
 
+    def prepare_once(self, path: Path, make: Callable[[Path], None]) -> Path:
+        """A file every rank reads (a vocabulary, a cache): rank 0 makes it once with `make(path)` (which must
+        write atomically), every rank waits at a barrier, then all may read it. Returns `path`."""
+        prepare_once(path, make, rank=self.rank)
+        return path
 
-TaskFactory = Callable[[Any, RunContext], Task]
+
+TaskFactory = Callable[[Any, RunContext], TaskModule]
+PredictorFactory = Callable[[Any, dict[str, Any], torch.device], Any]
 
 
 @dataclass(frozen=True)
@@ -49,12 +60,15 @@ class TaskEntry:
     name: str
     config_cls: type
     factory: TaskFactory
+    predictor: PredictorFactory | None = None  # builds an inference-only predictor from a checkpoint
 
 
 _TASKS: dict[str, TaskEntry] = {}
 
 
-def register_task(name: str, config_cls: type, factory: TaskFactory) -> None:
+def register_task(
+    name: str, config_cls: type, factory: TaskFactory, predictor: PredictorFactory | None = None
+) -> None:
     """Registers a task. Registering the same (config_cls, factory) again is a no-op (module reloads);
     another pair under a taken name is an error. The config dataclass may not have a field `name`
     (the YAML key `task.name` selects the task)."""
@@ -64,7 +78,7 @@ def register_task(name: str, config_cls: type, factory: TaskFactory) -> None:
         raise TypeError(f"task {name!r}: config_cls must be a dataclass, got {config_cls!r}")
     if "name" in {f.name for f in dataclasses.fields(config_cls)}:
         raise ValueError(f"task {name!r}: {config_cls.__name__} has a field 'name', reserved for task.name")
-    entry = TaskEntry(name, config_cls, factory)
+    entry = TaskEntry(name, config_cls, factory, predictor)
     known = _TASKS.get(name)
     if known is not None and (known.config_cls, known.factory) != (config_cls, factory):
         raise ValueError(f"task {name!r} is already registered by {known.factory!r}")

@@ -1,194 +1,225 @@
-"""The VQA task: cached CLIP grids (feature store) + questions → MCAN / Pythia → BCE on soft scores.
+"""The VQA task: cached CLIP grids (feature stores) + questions → a registered VQA head → BCE on soft scores.
 
 Data: official VQA v2 files in `data_dir` (v2_OpenEnded_mscoco_<subtype>_questions.json and, for train/val,
-v2_mscoco_<subtype>_annotations.json) and a feature store made by `clipvil extract` over the COCO image
-folders (ids like "train2014/COCO_train2014_000000000042", see `feature_key`). Evaluation writes the official
-results file ([{"question_id", "answer"}]) and the official accuracy (overall, per answer/question type).
-The answer and question vocabularies are saved in the run directory, so `predict` needs only the run.
+v2_mscoco_<subtype>_annotations.json), other VQA-format files by name (`split_files`: Visual Genome QA as
+mcan-vqa / MMF distribute it), and feature stores made by `clipvil extract` (ids like
+"train2014/COCO_train2014_000000000042", see `feature_key`). A split name may join several splits:
+`train+val+vg` (mcan-vqa's default training set). Evaluation writes the official results file
+([{"question_id", "answer"}]) and the official accuracy (overall, per answer type and question type).
+The vocabularies are saved in the run directory and in every checkpoint, so `predict` needs only a checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
-from clipvil.data.answers import (
-    AnswerVocab,
-    build_vqa_answer_vocab,
-    dense_targets,
-    load_answer_vocab,
-    vqa_soft_targets,
-)
+from clipvil.common.atomic import atomic_write_json
+from clipvil.data.answers import AnswerVocab, build_vqa_answer_vocab, dense_targets, load_answer_vocab
 from clipvil.data.question_vocab import QuestionVocab
 from clipvil.data.vqa import VqaSplit, read_vqa
-from clipvil.encoders.store import FeatureStore
 from clipvil.metrics.vqa import VqaReference, vqa_accuracy
-from clipvil.models.mcan import MCAN, MCANConfig
-from clipvil.models.pythia import Pythia, PythiaConfig
-from clipvil.tasks.base import Batch
+from clipvil.models.registry import build_model
+from clipvil.tasks.base import Batch, TaskModule
+from clipvil.tasks.grid_source import GridSource
 from clipvil.tasks.registry import RunContext, register_task
+from clipvil.tasks.vqa_data import VqaDataset, apply_word_vectors, question_tokens
+from clipvil.tasks.vqa_losses import get_loss
+from clipvil.types import GridFeatures
 
 log = logging.getLogger(__name__)
 ANSWERS_FILE, QUESTIONS_FILE = "answer_vocab.json", "question_vocab.json"
+KEY_FIELDS = {"image_split", "stem", "image_id"}
 
 
 @dataclass
 class VQAConfig:
     """The VQA task's settings (YAML section `task`)."""
 
-    data_dir: str = "data/synthetic/vqa"  # folder of the official question/annotation JSON files
-    features: str = "runs/features/vqa"  # feature store made by `clipvil extract`
+    data_dir: Path = Path("data/synthetic/vqa")  # folder of the official question/annotation JSON files
+    features: list[Path] = field(default_factory=lambda: [Path("runs/features/vqa")])  # feature store(s) made
+    # by `clipvil extract`; several = their grids concatenated channel-wise (the CLIP + ImageNet "plugin")
+    extra_features: list[Path] = field(default_factory=list)  # more stores of the same encoder and preset,
+    # searched as one with the first (e.g. Visual Genome images beside COCO's)
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train2014", "val": "val2014"})  # name →
-    # data_subtype of the files (e.g. {"train": "train2014", "val": "val2014", "test": "test-dev2015"})
-    feature_key: str = "{image_split}/{stem}"  # how an image's id in the store is made from its COCO file
-    # name: {image_split} = train2014 / val2014 / test2015, {stem} = COCO_<split>_<id:012d>, {image_id}
-    model: Literal["mcan", "pythia"] = "mcan"  # the head
-    preset: str = "small"  # model preset (mcan: small | large; pythia: see PythiaConfig.preset)
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # fields of the model config to change
-    answer_vocab: str = ""  # folder with trainval_ans2label.json + trainval_label2ans.json ("" = build)
+    # data_subtype of the official files (e.g. {"test": "test-dev2015"}); a given mapping adds to these
+    split_files: dict[str, list[str]] = field(default_factory=dict)  # name → [questions.json, annotations.json]
+    # in data_dir, for VQA-format files with other names (e.g. {vg: [VG_questions.json, VG_annotations.json]})
+    feature_key: str = "{image_split}/{stem}"  # an image's id in the store, from {image_split} (train2014 /
+    # val2014 / test2015), {stem} (COCO_<split>_<id:012d>) and {image_id}
+    split_feature_keys: dict[str, str] = field(default_factory=dict)  # per split (e.g. {vg: "vg/{image_id}"})
+    model: str = "mcan"  # the head, by registered name (mcan, pythia, movie_mcan)
+    preset: str = "small"  # the head's preset (mcan: small | large; pythia: pythia | butd; movie_mcan: default)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # fields of the head's config to change
+    loss: str = "bce"  # registered loss: bce (MCAN, Pythia) | triple_bce (MoVie+MCAN's triple_logit_bce)
+    answer_vocab: Path | None = None  # folder with trainval_ans2label.json + trainval_label2ans.json (None: build)
     answer_min_count: int = 9  # building: answers seen at least this often (VQA v2 train+val → 3129)
+    answer_vocab_splits: list[str] = field(default_factory=lambda: ["train"])  # splits whose answers build it
     question_max_tokens: int = 14  # questions are clipped to this many words
-    question_min_count: int = 1  # question words seen at least this often in the train split
-    feature_encoder: str = ""  # when set, the store must hold grids of this encoder (e.g. "RN50")
-    feature_preset: str = ""  # when set, ... made with this input preset (the paper's VQA runs: "vqa")
-    preload_features: bool = True  # read the whole feature store into memory at start (fast for small stores)
+    question_min_count: int = 1  # question words seen at least this often
+    question_vocab_splits: list[str] = field(default_factory=lambda: ["train"])  # splits whose questions build
+    # the word vocabulary (mcan-vqa: train, val, test and vg)
+    word_vectors: Path | None = None  # GloVe .txt (or .npy beside a vocabulary) filling the word embedding
+    word_vectors_vocab: Path | None = None  # the vocabulary of a .npy word_vectors file
+    feature_encoder: str = ""  # when set, the stores must hold grids of this encoder (e.g. "RN50")
+    feature_preset: str = ""  # ... made with this input preset (the paper's VQA runs: "vqa")
+    feature_layer: str = ""  # ... taken from this layer (e.g. "last" for ViT: the final block, after ln_post)
+    preload_features: bool | None = None  # read the stores into memory (None: when they fit preload_max_gb)
+    preload_max_gb: float = 4.0  # the size rule of preload_features: None
 
 
-class VqaDataset(Dataset):
-    """One item per question: its image's store key, token ids and soft target."""
-
-    def __init__(self, split: VqaSplit, keys: list[str], questions: QuestionVocab, answers: AnswerVocab) -> None:
-        self.split, self.keys = split, keys
-        self.tokens = [questions.encode(ex.question) for ex in split.examples]
-        self.targets = vqa_soft_targets(split.examples, answers)[0] if split.has_answers else None
-
-    def __len__(self) -> int:
-        return len(self.split.examples)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        ex = self.split.examples[i]
-        target = self.targets[i] if self.targets is not None else None
-        return {"question_id": ex.question_id, "key": self.keys[i], "tokens": self.tokens[i], "target": target}
-
-
-class VQATask:
-    """Task protocol implementation for VQA heads over cached grids."""
+class VQATask(TaskModule):
+    """A VQA head over cached grids; forward(batch) → BCE loss on soft scores."""
 
     primary_metric = "accuracy"
+    higher_is_better = True
 
     def __init__(self, cfg: VQAConfig, ctx: RunContext) -> None:
+        super().__init__()
         self.cfg, self.ctx = cfg, ctx
-        self.store = FeatureStore(cfg.features)
-        for key, want in (("encoder", cfg.feature_encoder), ("preset", cfg.feature_preset)):
-            have = self.store.provenance.get(key)
-            if want and have != want:
-                raise ValueError(f"{self.store.root}: features were made with {key} {have!r}, "
-                                 f"the recipe asks for {want!r} (task.feature_{key})")
-        if cfg.preload_features:
-            self.store.preload()
+        _check_key_template(cfg.feature_key, "task.feature_key")
+        for name, template in cfg.split_feature_keys.items():
+            _check_key_template(template, f"task.split_feature_keys.{name}")
+        self.source = GridSource(cfg.features, cfg.extra_features, self._expected(), cfg.preload_features,
+                                 cfg.preload_max_gb)
         self._splits: dict[str, VqaSplit] = {}
         self.answers, self.questions = self._vocabularies()
+        self.model = build_model(cfg.model, cfg.preset, cfg.model_overrides, grid_dim=self.source.dim,
+                                 vocab_size=len(self.questions), n_answers=len(self.answers))
+        self.criterion = get_loss(cfg.loss)
+        if cfg.word_vectors is not None:
+            apply_word_vectors(self.model, self.questions, cfg.word_vectors, cfg.word_vectors_vocab)
+
+    def _expected(self) -> dict[str, str]:
+        cfg = self.cfg
+        return {"encoder": cfg.feature_encoder, "preset": cfg.feature_preset, "layer": cfg.feature_layer}
 
     def _read(self, name: str) -> VqaSplit:
         if name not in self._splits:
-            if name not in self.cfg.splits:
-                raise KeyError(f"VQA task: unknown split {name!r}; configured: {sorted(self.cfg.splits)}")
-            sub, root = self.cfg.splits[name], Path(self.cfg.data_dir)
-            ann = root / f"v2_mscoco_{sub}_annotations.json"
-            self._splits[name] = read_vqa(root / f"v2_OpenEnded_mscoco_{sub}_questions.json",
-                                          ann if ann.is_file() else None)
+            root = Path(self.cfg.data_dir)
+            if name in self.cfg.split_files:
+                files = [root / f for f in self.cfg.split_files[name]]
+                self._splits[name] = read_vqa(files[0], files[1] if len(files) > 1 else None)
+            elif name in self.cfg.splits:
+                sub = self.cfg.splits[name]
+                ann = root / f"v2_mscoco_{sub}_annotations.json"
+                self._splits[name] = read_vqa(root / f"v2_OpenEnded_mscoco_{sub}_questions.json",
+                                              ann if ann.is_file() else None)
+            else:
+                known = sorted(set(self.cfg.splits) | set(self.cfg.split_files))
+                raise KeyError(f"VQA task: unknown split {name!r}; configured: {known} (join with '+')")
         return self._splits[name]
 
     def _vocabularies(self) -> tuple[AnswerVocab, QuestionVocab]:
         out = Path(self.ctx.out_dir)
-        if (out / ANSWERS_FILE).is_file() and (out / QUESTIONS_FILE).is_file():  # resume / evaluate / predict
-            return AnswerVocab.from_answers(json.loads((out / ANSWERS_FILE).read_text())), QuestionVocab.load(
-                out / QUESTIONS_FILE)
-        if self.cfg.answer_vocab:
+        self.ctx.prepare_once(out / ANSWERS_FILE, lambda p: atomic_write_json(p, list(self._build_answers().label2ans)))
+        self.ctx.prepare_once(out / QUESTIONS_FILE, lambda p: atomic_write_json(p, self._build_questions()))
+        answers = AnswerVocab.from_answers(json.loads((out / ANSWERS_FILE).read_text()))
+        return answers, QuestionVocab.load(out / QUESTIONS_FILE)
+
+    def _build_answers(self) -> AnswerVocab:
+        if self.cfg.answer_vocab is not None:
             d = Path(self.cfg.answer_vocab)
-            answers = load_answer_vocab(d / "trainval_ans2label.json", d / "trainval_label2ans.json")
-        else:
-            answers = build_vqa_answer_vocab(self._read("train").examples, self.cfg.answer_min_count)
-        questions = QuestionVocab.build((ex.question for ex in self._read("train").examples),
-                                        self.cfg.question_min_count, self.cfg.question_max_tokens)
-        if self.ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / ANSWERS_FILE).write_text(json.dumps(list(answers.label2ans)))
-            questions.save(out / QUESTIONS_FILE)
-        return answers, questions
+            return load_answer_vocab(d / "trainval_ans2label.json", d / "trainval_label2ans.json")
+        names = [part for name in self.cfg.answer_vocab_splits for part in name.split("+")]
+        examples = [ex for name in names for ex in self._read(name).examples]
+        return build_vqa_answer_vocab(examples, self.cfg.answer_min_count)
 
-    def feature_key(self, split: VqaSplit, image_id: int) -> str:
+    def _build_questions(self) -> dict[str, Any]:
+        names = [part for name in self.cfg.question_vocab_splits for part in name.split("+")]
+        texts = (ex.question for name in names for ex in self._read(name).examples)
+        vocab = QuestionVocab.build(texts, self.cfg.question_min_count, self.cfg.question_max_tokens)
+        return {"words": list(vocab.words), "max_tokens": vocab.max_tokens}
+
+    def feature_key(self, split_name: str, split: VqaSplit, image_id: int) -> str:
+        """The store id of an image of `split` (named `split_name` in the config)."""
+        template = self.cfg.split_feature_keys.get(split_name, self.cfg.feature_key)
         stem = Path(split.image_filename(image_id)).stem
-        return self.cfg.feature_key.format(image_split=split.image_split, stem=stem, image_id=image_id)
-
-    def build_model(self) -> nn.Module:
-        grid_dim = int(self.store.provenance["dim"])
-        if self.cfg.model == "mcan":
-            mcfg = MCANConfig(**{**vars(MCANConfig.preset(self.cfg.preset)), **self.cfg.model_overrides})
-            return MCAN(mcfg, grid_dim=grid_dim, vocab_size=len(self.questions), n_answers=len(self.answers))
-        pcfg = PythiaConfig(**{**vars(PythiaConfig.preset(self.cfg.preset)), **self.cfg.model_overrides})
-        return Pythia(pcfg, grid_dim=grid_dim, vocab_size=len(self.questions), n_answers=len(self.answers))
+        return template.format(image_split=split.image_split, stem=stem, image_id=image_id)
 
     def dataset(self, split: str) -> Dataset:
-        data = self._read(split)
-        keys = [self.feature_key(data, ex.image_id) for ex in data.examples]
-        missing = sorted({k for k in keys if k not in self.store})
+        parts = [self._dataset_part(name) for name in split.split("+")]
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    def _dataset_part(self, name: str) -> VqaDataset:
+        data = self._read(name)
+        keys = [self.feature_key(name, data, ex.image_id) for ex in data.examples]
+        missing = self.source.missing(keys)
         if missing:
-            raise KeyError(f"{self.store.root}: no features for {len(missing)} image(s) of split {split!r} "
+            raise KeyError(f"{self.cfg.features[0]}: no features for {len(missing)} image(s) of split {name!r} "
                            f"({data.questions_file}), e.g. {missing[:3]}; extract them first")
         return VqaDataset(data, keys, self.questions, self.answers)
 
     def collate(self, items: list[dict[str, Any]]) -> Batch:
-        grid = self.store.grids([it["key"] for it in items])
-        tokens = torch.zeros(len(items), max(len(it["tokens"]) for it in items), dtype=torch.long)  # [B, T]
-        for i, it in enumerate(items):
-            tokens[i, : len(it["tokens"])] = torch.tensor(it["tokens"])
-        batch: Batch = {"grid": grid, "tokens": tokens, "ids": [it["question_id"] for it in items]}
+        grid = self.source.grids([it["key"] for it in items])
+        batch: Batch = {"grid": grid, "tokens": question_tokens([it["tokens"] for it in items]),
+                        "ids": [it["question_id"] for it in items]}
         if items[0]["target"] is not None:
             batch["target"] = dense_targets([it["target"] for it in items], len(self.answers))  # [B, A]
         return batch
 
-    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = model(batch["grid"], batch["tokens"])  # [B, A]
-        target = batch["target"]  # [B, A]
-        # mean over answers x n_answers: the per-question sum of BCE terms, averaged over the batch (MMF/MCAN)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="mean") * target.shape[1]
-        return loss, {}
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.criterion(self.model, batch["grid"], batch["tokens"], batch["target"]), {}
 
-    def predict(self, model: nn.Module, batch: Batch, k: int = 1) -> list[list[tuple[str, float]]]:
-        """Top-k (answer, probability) per question of a batch."""
-        probs = torch.sigmoid(model(batch["grid"], batch["tokens"]).float())  # [B, A]
-        top = probs.topk(min(k, probs.shape[1]), dim=1)
-        return [[(self.answers.label2ans[j], float(p)) for p, j in zip(ps, js)]
-                for ps, js in zip(top.values.tolist(), top.indices.tolist())]
+    def artifacts(self) -> dict[str, Any]:
+        return {"answers": list(self.answers.label2ans),
+                "question_vocab": {"words": list(self.questions.words), "max_tokens": self.questions.max_tokens},
+                "features": self.source.provenance}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches: Iterable[Batch], out_dir: Path | None) -> dict[str, Any]:
+    def evaluate(self, batches: Iterable[Batch], split: str, out_dir: Path | None) -> dict[str, Any]:
         preds: dict[int, str] = {}
         for batch in batches:
-            for qid, top in zip(batch["ids"], self.predict(model, batch)):
+            for qid, top in zip(batch["ids"], top_answers(self.model, self.answers, batch["grid"], batch["tokens"])):
                 preds[qid] = top[0][0]
         results = [{"question_id": q, "answer": a} for q, a in sorted(preds.items())]
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "vqa_results.json").write_text(json.dumps(results))
-        split = next((s for s in self._splits.values() if {e.question_id for e in s.examples} == set(preds)), None)
-        if split is None or not split.has_answers:
+            atomic_write_json(out_dir / "vqa_results.json", results)
+        examples = [ex for name in split.split("+") for ex in self._read(name).examples]
+        if not all(self._read(name).has_answers for name in split.split("+")):
             return {"accuracy": float("nan"), "n_questions": len(preds)}
-        refs = {e.question_id: VqaReference(e.answers, e.question_type, e.answer_type) for e in split.examples}
+        refs = {e.question_id: VqaReference(e.answers, e.question_type, e.answer_type) for e in examples}
         scores = vqa_accuracy(preds, refs)
         return {"accuracy": scores.overall, "n_questions": len(preds),
                 **{f"type/{k}": v for k, v in scores.per_answer_type.items()},
                 **{f"qtype/{k}": v for k, v in scores.per_question_type.items()}}
 
 
-register_task("vqa", VQAConfig, VQATask)
+def top_answers(model: nn.Module, answers: AnswerVocab, grid: GridFeatures, tokens: torch.Tensor,
+                k: int = 1) -> list[list[tuple[str, float]]]:
+    """Top-k (answer, probability) per question of a batch."""
+    probs = torch.sigmoid(model(grid, tokens).float())  # [B, A]
+    top = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [[(answers.label2ans[j], float(p)) for p, j in zip(ps, js)]
+            for ps, js in zip(top.values.tolist(), top.indices.tolist())]
+
+
+def _check_key_template(template: str, option: str) -> None:
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = sorted(fields - KEY_FIELDS)
+    if unknown or not fields:
+        raise ValueError(f"{option}: {template!r} uses unknown field(s) {unknown}; known: "
+                         f"{{{'}, {'.join(sorted(KEY_FIELDS))}}}" if unknown else
+                         f"{option}: {template!r} uses no field; known: {sorted(KEY_FIELDS)}")
+
+
+def _make_task(cfg: VQAConfig, ctx: RunContext) -> VQATask:
+    return VQATask(cfg, ctx)
+
+
+def _predictor(cfg: VQAConfig, artifacts: dict[str, Any], device: torch.device) -> Any:
+    from clipvil.tasks.vqa_predict import VqaPredictor
+
+    return VqaPredictor.from_artifacts(cfg, artifacts, device)
+
+
+register_task("vqa", VQAConfig, _make_task, predictor=_predictor)

@@ -3,6 +3,9 @@
 cfg = load_config("configs/vqa/mcan_rn50.yaml", ["train.batch_size=32", "optim.lr=5e-5"])
 result = train(cfg)                                   # resumes from <out_dir>/checkpoints/last.pt
 metrics = evaluate(cfg, result.best_checkpoint, "val")
+
+The public building blocks a recipe with its own loop composes: clipvil.train.loop (setup_run, next_update,
+update, after_update, evaluate_splits, save_state), clipvil.train.builders, clipvil.train.checkpoint.
 """
 
 from clipvil.train.checkpoint import CheckpointMismatchError
@@ -10,6 +13,7 @@ from clipvil.train.config import (
     ConfigError,
     ExtraOptimizerConfig,
     OptimConfig,
+    PhaseConfig,
     RunConfig,
     ScheduleConfig,
     TrainConfig,
@@ -18,7 +22,7 @@ from clipvil.train.config import (
     load_config,
     save_config,
 )
-from clipvil.train.evaluation import evaluate
+from clipvil.train.evaluate import evaluate
 from clipvil.train.loop import NonFiniteLossError, RunResult, train
 
 __all__ = [
@@ -27,6 +31,7 @@ __all__ = [
     "ExtraOptimizerConfig",
     "NonFiniteLossError",
     "OptimConfig",
+    "PhaseConfig",
     "RunConfig",
     "RunResult",
     "ScheduleConfig",

@@ -3,12 +3,14 @@
 A training checkpoint is one `torch.save`d dict (loadable with `weights_only=True`):
 
     format: "clipvil-train", version: 1
-    model: state_dict of the unwrapped model
+    model: state_dict of the task's model (task.model: every trainable weight)
+    artifacts: what predict/evaluate need beside the weights (task.artifacts(): vocabularies, provenance)
     optimizers / schedulers: {name: state_dict}   ("main" + extra optimizers)
     scaler: GradScaler state_dict or None
-    step, epoch, step_in_epoch: updates done, and the data position of the next update
-    best: {"metric", "value", "step"}; log_window: the partial log window
-    rng: one `seed.capture_rng()` state per rank; world_size; config: the resolved config (plain data)
+    train_state: the loop's counters (updates done, epoch and position of the next update, phase, best
+    value and step, the latest evaluations per split, the open log window)
+    rng: one `seed.capture_rng()` state per rank; world_size; config: the resolved config (plain data,
+    absolute paths: a copied checkpoint still knows its data)
 
 `restore_training_state` puts all of it back into freshly built objects when a run resumes.
 """
@@ -16,7 +18,6 @@ A training checkpoint is one `torch.save`d dict (loadable with `weights_only=Tru
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from clipvil.common.atomic import atomic_write, remove_temporaries
+from clipvil.common.state_dict import diff_state_dicts
 from clipvil.train.seed import restore_rng
 
 log = logging.getLogger(__name__)
@@ -46,46 +49,19 @@ def best_path(out_dir: str | Path) -> Path:
     return Path(out_dir) / "checkpoints" / "best.pt"
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not every platform can open directories
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_atomically(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half of one
-        _fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Writes `state` to `path` via a temporary file + os.replace, so a crash never leaves a half file."""
-    _replace_atomically(
-        Path(path), lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
-    )
+    """Writes `state` to `path` atomically and durably (temporary file, fsync, rename, directory fsync)."""
+    atomic_write(Path(path), lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **state}, tmp))
 
 
 def copy_checkpoint(src: str | Path, dst: str | Path) -> None:
     """Atomically copies a checkpoint file (e.g. last.pt -> best.pt)."""
-    _replace_atomically(Path(dst), lambda tmp: shutil.copyfile(src, tmp))
+    atomic_write(Path(dst), lambda tmp: shutil.copyfile(src, tmp))
 
 
 def remove_stale_temporaries(directory: str | Path) -> None:
     """Deletes temporary files left by a process killed while writing a checkpoint."""
-    for tmp in Path(directory).glob(".*.tmp-*"):
-        tmp.unlink(missing_ok=True)
+    remove_temporaries(directory)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -104,39 +80,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def _listing(keys: list[str], limit: int = 10) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
 def load_model_state(
     model: nn.Module, state: dict[str, torch.Tensor], source: str | Path, strict: bool = True
 ) -> tuple[list[str], list[str]]:
     """Loads `state` into `model`, raising CheckpointMismatchError (naming `source` and the keys) when
     shapes differ, or — with `strict` — when keys are missing or unexpected.
 
-    Returns the (missing, unexpected) key lists (empty when strict)."""
-    own = model.state_dict()
-    missing = sorted(k for k in own if k not in state)
-    unexpected = sorted(k for k in state if k not in own)
-    mismatched = sorted(
-        f"{k} (checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    )
-    problems = []
-    if mismatched:
-        problems.append(f"shape mismatch: {_listing(mismatched)}")
-    if strict and missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if strict and unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if problems:
-        raise CheckpointMismatchError(
-            f"{source}: checkpoint does not fit {type(model).__name__}: " + "; ".join(problems)
-        )
+    Returns the (missing, unexpected) key lists."""
+    diff = diff_state_dicts(model.state_dict(), state)
+    problem = diff.describe(strict)
+    if problem:
+        raise CheckpointMismatchError(f"{source}: checkpoint does not fit {type(model).__name__}: {problem}")
     model.load_state_dict(state, strict=False)
-    return missing, unexpected
+    return diff.missing, diff.unexpected
 
 
 def first_non_finite(model: nn.Module) -> str | None:
@@ -149,6 +105,7 @@ def first_non_finite(model: nn.Module) -> str | None:
 
 def restore_training_state(
     path: str | Path,
+    state: dict[str, Any],
     model: nn.Module,
     optimizers: dict[str, torch.optim.Optimizer],
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler],
@@ -158,8 +115,8 @@ def restore_training_state(
     device: torch.device,
 ) -> dict[str, Any]:
     """Loads the full training state of `path` into freshly built objects and this rank's RNG streams;
-    returns the saved loop counters (`train_state`). Mismatches raise CheckpointMismatchError."""
-    state = load_checkpoint(path, map_location=device)
+    returns the saved loop counters (`train_state`). `state` is `load_checkpoint(path)`. Mismatches raise
+    CheckpointMismatchError."""
     load_model_state(model, state["model"], path)
     if set(state["optimizers"]) != set(optimizers):
         raise CheckpointMismatchError(

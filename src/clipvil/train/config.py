@@ -6,12 +6,16 @@ A run config has these top-level sections:
     optim:             OptimConfig        (the main optimizer: every trainable parameter not claimed below)
     schedule:          ScheduleConfig     (the main optimizer's learning-rate schedule)
     extra_optimizers:  {name: ExtraOptimizerConfig}  (optional: own optimizer + schedule for sub-modules)
+    phases:            [PhaseConfig, ...]  (optional: named phases switched at a step or an epoch)
     train:             TrainConfig
     out_dir:           run directory (checkpoints, logs, config.yaml, evaluation results)
     includes:          [other.yaml, ...]  (optional: files merged first, relative to this file)
 
 Every key is checked against the dataclasses: an unknown key or a wrongly typed value fails at load time
-with the file (or the override) and the dotted key in the message.
+with the file (or the override) and the dotted key in the message. A mapping field with defaults (e.g.
+`task.splits`) is merged key by key with what a file or an override gives, so `task.splits.test=test2015`
+adds a split instead of replacing them all. Path fields (and `out_dir`) are made absolute when the config is
+loaded, so a saved run config works from any working directory.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import yaml
 
 from clipvil.tasks.registry import get_task
 
-SECTION_ORDER = ("task", "optim", "schedule", "extra_optimizers", "train", "out_dir")
+SECTION_ORDER = ("task", "optim", "schedule", "extra_optimizers", "phases", "train", "out_dir")
 
 
 class ConfigError(ValueError):
@@ -64,6 +68,10 @@ class ScheduleConfig:
     # is multiplied by one more `decay`
     decay: float = 0.1  # `step`: factor applied at each milestone
     d_model: int = 512  # `noam`: model width in the formula
+    every: int = 1  # the optimizer steps on updates with (update index - offset) % every == 0 ...
+    offset: int = 0  # ... (alternating optimizers: every 2, offsets 0 and 1)
+    phases: list[str] = field(default_factory=list)  # ... and only in these phases (empty: in every phase);
+    # a schedule counts its own optimizer's updates (the multiplier of its k-th update is factor(k))
 
 
 @dataclass
@@ -74,6 +82,17 @@ class ExtraOptimizerConfig:
     # "encoder.trunk") whose trainable parameters this optimizer owns
     optim: OptimConfig = field(default_factory=OptimConfig)  # the optimizer of these parameters
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # and its learning-rate schedule
+
+
+@dataclass
+class PhaseConfig:
+    """A named stretch of a run (cross-entropy, then self-critical training); the task is told each switch."""
+
+    name: str = "train"  # passed to task.set_phase()
+    start_epoch: int = -1  # the phase begins at this epoch (set this or start_step; the first phase: 0)
+    start_step: int = -1  # ... or at this update
+    optim: OptimConfig | None = None  # a fresh main optimizer with these settings from the phase's start
+    schedule: ScheduleConfig | None = None  # and its schedule, counted from the phase's start
 
 
 @dataclass
@@ -88,7 +107,9 @@ class TrainConfig:
     clip_grad_norm: float = 0.0  # max global L2 norm of the gradients (0: no clipping)
     shuffle: bool = True  # shuffle the train split each epoch (seeded by `seed` and the epoch)
     train_split: str = "train"  # split passed to task.dataset() for training
-    eval_split: str = "val"  # split evaluated during training ("": never evaluate)
+    eval_splits: list[str] = field(default_factory=lambda: ["val"])  # splits evaluated during training,
+    # each logged under its name ([]: never evaluate)
+    best_split: str = ""  # the split whose primary metric picks best.pt ("": the first of eval_splits)
     eval_batch_size: int = 0  # batch size of evaluation (0: the per-rank micro-batch)
     eval_every: int = 0  # evaluate every N updates (0: not on a step count)
     eval_each_epoch: bool = True  # evaluate at the end of every epoch
@@ -101,6 +122,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     init_from: str = ""  # checkpoint whose model weights initialise a fresh run (ignored when resuming)
     init_strict: bool = True  # init_from: fail on missing/unexpected keys (shape mismatches always fail)
+    init_key_map: dict[str, str] = field(default_factory=dict)  # init_from: rename key prefixes of the source
+    # ({"encoder.": "trunk."}; a prefix mapped to "-" drops those keys), e.g. a pre-trained trunk into a new head
     find_unused_parameters: bool = False  # DDP option for models with parameters unused in some steps
     dist_timeout_min: int = 60  # collective timeout in minutes (rank 0 evaluates while the others wait)
     tensorboard: bool = True  # also write TensorBoard event files under out_dir/logs/tb
@@ -118,6 +141,7 @@ class RunConfig:
     extra_optimizers: dict[str, ExtraOptimizerConfig] = field(
         default_factory=dict
     )  # by name ("main" is taken)
+    phases: list[PhaseConfig] = field(default_factory=list)  # named phases in order ([]: one phase "train")
     train: TrainConfig = field(default_factory=TrainConfig)  # loop settings
     out_dir: str = "runs/default"  # run directory
 
@@ -232,6 +256,8 @@ def _convert(tp: Any, value: Any, key: tuple[str, ...], sources: _Sources) -> An
         if value not in args:
             _fail(sources, key, f"must be one of {list(args)}, got {value!r}")
         return value
+    if origin is list and isinstance(value, str | int | float | Path) and not isinstance(value, bool):
+        value = [value]  # a single value where a list is expected: a list of one
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             _fail(sources, key, f"expected a list, got {value!r}")
@@ -272,9 +298,9 @@ def _convert_scalar(tp: Any, value: Any, key: tuple[str, ...], sources: _Sources
             _fail(sources, key, f"expected a string, got {value!r} (quote it in YAML)")
         return value
     if tp is Path:
-        if not isinstance(value, str | Path):
+        if not isinstance(value, str | Path) or not str(value):
             _fail(sources, key, f"expected a path, got {value!r}")
-        return Path(value)
+        return Path(value).expanduser().absolute()
     raise TypeError(f"{_dotted(key)}: config fields of type {tp!r} are not supported")
 
 
@@ -289,7 +315,14 @@ def _build(cls: type, data: Any, key: tuple[str, ...], sources: _Sources) -> Any
             _fail(
                 sources, key + (str(name),), f"unknown key (known keys of {cls.__name__}: {', '.join(known)})"
             )
-    return cls(**{name: _convert(hints[name], value, key + (name,), sources) for name, value in data.items()})
+    defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls)  # type: ignore[misc]
+                if f.default_factory is not dataclasses.MISSING}
+    values = {}
+    for name, value in data.items():
+        if isinstance(value, dict) and isinstance(defaults.get(name), dict) and defaults[name]:
+            value = {**defaults[name], **value}  # mappings with defaults merge key by key
+        values[name] = _convert(hints[name], value, key + (name,), sources)
+    return cls(**values)
 
 
 def build_dataclass(cls: type, data: dict[str, Any], source: str = "<dict>") -> Any:
@@ -312,9 +345,11 @@ def _build_run(data: dict[str, Any], sources: _Sources) -> RunConfig:
     hints = typing.get_type_hints(RunConfig)
     sections = {
         name: _convert(hints[name], data[name], (name,), sources)
-        for name in ("optim", "schedule", "extra_optimizers", "train", "out_dir")
+        for name in ("optim", "schedule", "extra_optimizers", "phases", "train", "out_dir")
         if name in data
     }
+    if "out_dir" in sections:
+        sections["out_dir"] = str(Path(sections["out_dir"]).expanduser().absolute()) if sections["out_dir"] else ""
     task_cfg = _build(entry.config_cls, task_fields, ("task",), sources)
     cfg = RunConfig(task_name=entry.name, task=task_cfg, **sections)
     validate(cfg, sources)
@@ -334,6 +369,11 @@ def validate(cfg: RunConfig, sources: _Sources | None = None) -> None:
         _fail(src, ("train", "batch_size"), f"{t.batch_size} is not divisible by grad_accum={t.grad_accum}")
     if "main" in cfg.extra_optimizers:
         _fail(src, ("extra_optimizers", "main"), "the name 'main' is reserved for the `optim` section")
+    if t.best_split and t.best_split not in t.eval_splits:
+        _fail(src, ("train", "best_split"), f"{t.best_split!r} is not one of train.eval_splits {t.eval_splits}")
+    if len(set(t.eval_splits)) != len(t.eval_splits):
+        _fail(src, ("train", "eval_splits"), f"a split is listed twice: {t.eval_splits}")
+    _validate_phases(cfg, src)
     if not cfg.out_dir:
         _fail(src, ("out_dir",), "must not be empty")
     try:
@@ -346,6 +386,27 @@ def validate(cfg: RunConfig, sources: _Sources | None = None) -> None:
             ("task",),
             f"task {cfg.task_name!r} takes a {entry.config_cls.__name__}, got {type(cfg.task).__name__}",
         )
+
+
+def _validate_phases(cfg: RunConfig, src: _Sources) -> None:
+    names = [p.name for p in cfg.phases]
+    if len(set(names)) != len(names):
+        _fail(src, ("phases",), f"phase names must be unique, got {names}")
+    for i, phase in enumerate(cfg.phases):
+        key = ("phases", str(i))
+        if (phase.start_epoch >= 0) == (phase.start_step >= 0):
+            _fail(src, key, f"phase {phase.name!r}: set exactly one of start_epoch and start_step")
+        if i == 0 and max(phase.start_epoch, phase.start_step) != 0:
+            _fail(src, key, f"the first phase ({phase.name!r}) must start at epoch 0 / step 0")
+    schedules = {"main": cfg.schedule, **{n: e.schedule for n, e in cfg.extra_optimizers.items()}}
+    for name, sched in schedules.items():
+        where = ("schedule",) if name == "main" else ("extra_optimizers", name, "schedule")
+        if sched.every < 1 or not 0 <= sched.offset < sched.every:
+            _fail(src, where, f"need every >= 1 and 0 <= offset < every, got every={sched.every}, "
+                  f"offset={sched.offset}")
+        unknown = sorted(set(sched.phases) - set(names or ["train"]))
+        if unknown:
+            _fail(src, where + ("phases",), f"unknown phase(s) {unknown}; phases: {names or ['train']}")
 
 
 def config_from_dict(

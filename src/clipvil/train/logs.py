@@ -119,7 +119,7 @@ class RunLogger:
         """Appends an evaluation record (must hold `step`)."""
         if not self.enabled:
             return
-        self._write("eval.jsonl", record, "eval")
+        self._write("eval.jsonl", record, f"eval/{record['split']}" if record.get("split") else "eval")
         if self.bar is not None:
             self.bar.write(f"eval @ step {record['step']}: " + json.dumps(record, default=_json_default))
 

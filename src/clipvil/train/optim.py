@@ -3,7 +3,8 @@
 The model's trainable parameters are split between the main optimizer (`optim` + `schedule`) and any
 `extra_optimizers` (each owns the parameters of the sub-modules it names). Every optimizer gets a
 `torch.optim.lr_scheduler.LambdaLR` whose multiplier is `schedule_factor(...)`; the engine steps it
-once per update, so update k (0-based) runs at `optim.lr * schedule_factor(k)`.
+each time its optimizer steps, so the optimizer's k-th update (0-based) runs at `optim.lr *
+schedule_factor(k)` — with the default rule (every update, every phase) k is the run's update index.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from clipvil.train.config import OptimConfig, RunConfig, ScheduleConfig
+from clipvil.train.phases import PhasePlan
 
 MAIN = "main"  # name of the optimizer built from the `optim` section
 
@@ -115,18 +117,37 @@ def build_scheduler(
     return LambdaLR(optimizer, factor)
 
 
+def main_settings(cfg: RunConfig, plan: PhasePlan, phase: str) -> tuple[OptimConfig, ScheduleConfig, int, int]:
+    """The main optimizer's settings in `phase`: the phase's own optim/schedule when it has them (a fresh
+    optimizer from the phase's start), else the top-level ones over the whole run; plus the [start, end)
+    updates its schedule spans."""
+    phase_cfg = plan.config_of(phase)
+    if phase_cfg is not None and (phase_cfg.optim is not None or phase_cfg.schedule is not None):
+        start, end = plan.bounds(phase)
+        return phase_cfg.optim or cfg.optim, phase_cfg.schedule or cfg.schedule, start, end
+    return cfg.optim, cfg.schedule, 0, plan.total_steps
+
+
+def owns_phase_optimizer(plan: PhasePlan, phase: str) -> bool:
+    """True when `phase` builds a fresh main optimizer at its start."""
+    phase_cfg = plan.config_of(phase)
+    return phase_cfg is not None and (phase_cfg.optim is not None or phase_cfg.schedule is not None)
+
+
 def build_optimizers(
-    model: nn.Module, cfg: RunConfig, steps_per_epoch: int, total_steps: int
+    model: nn.Module, cfg: RunConfig, steps_per_epoch: int, plan: PhasePlan, phase: str
 ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, LRScheduler]]:
-    """Optimizers and schedulers by name ('main' first, then `extra_optimizers` in config order)."""
+    """Optimizers and schedulers by name ('main' first, then `extra_optimizers` in config order) as they
+    are in `phase`. Each schedule runs over its own optimizer's updates."""
     optimizers: dict[str, torch.optim.Optimizer] = {}
     schedulers: dict[str, LRScheduler] = {}
     for name, params in partition_parameters(model, cfg).items():
-        optim_cfg, sched_cfg = (
-            (cfg.optim, cfg.schedule)
-            if name == MAIN
-            else (cfg.extra_optimizers[name].optim, cfg.extra_optimizers[name].schedule)
-        )
+        if name == MAIN:
+            optim_cfg, sched_cfg, start, end = main_settings(cfg, plan, phase)
+        else:
+            extra = cfg.extra_optimizers[name]
+            optim_cfg, sched_cfg, start, end = extra.optim, extra.schedule, 0, plan.total_steps
         optimizers[name] = build_optimizer(params, optim_cfg)
-        schedulers[name] = build_scheduler(optimizers[name], sched_cfg, steps_per_epoch, total_steps)
+        updates = max(plan.updates_of(name, start, end), 1)
+        schedulers[name] = build_scheduler(optimizers[name], sched_cfg, steps_per_epoch, updates)
     return optimizers, schedulers

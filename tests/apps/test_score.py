@@ -70,7 +70,8 @@ def test_score_caption_with_a_reference_as_candidate(shared_data: Path, tmp_path
         first.setdefault(ann["image_id"], ann["caption"])
     rows = [{"image_id": i, "caption": c} for i, c in list(first.items())[:25]]
     (tmp_path / "caps.json").write_text(json.dumps(rows))
-    scores = _score("caption", str(tmp_path / "caps.json"), str(refs_file), "--no-meteor")
+    scores = _score("caption", str(tmp_path / "caps.json"), str(refs_file), "--no-meteor", "--subset")
+    assert scores["n"] == 25 and scores["subset"] is True
     assert scores["Bleu_4"] == pytest.approx(1.0, abs=1e-6) and scores["ROUGE_L"] > 0.9
     assert scores["CIDEr"] > 1.0
 

@@ -1,4 +1,4 @@
-"""A deterministic, resumable batch sampler that shards each global batch over ranks and micro-batches.
+"""Deterministic, resumable batch samplers (plain and bucketed) that shards each global batch over ranks and micro-batches.
 
 Epoch e visits the dataset in the order `torch.randperm(n, generator=Generator().manual_seed(seed + e))`
 (or 0..n-1 without shuffling). Update s of the epoch uses the global batch G = order[s*B : (s+1)*B]
@@ -70,3 +70,63 @@ class ResumableBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return (self.steps_per_epoch - self.start_step) * self.grad_accum
+
+
+class BucketBatchSampler(ResumableBatchSampler):
+    """Global batches drawn from one bucket each (length- or aspect-ratio-grouped), resumable like its parent.
+
+    `buckets[i]` is item i's bucket id (e.g. a caption-length bin, or 0 = landscape / 1 = portrait grid).
+    Epoch e: each bucket's items in a seeded shuffled order (seed + e) are cut into full global batches
+    (a bucket's remainder is dropped), then the batches of all buckets are put in one seeded shuffled order.
+    The order is a pure function of (seed, epoch), so `set_position` resumes mid-epoch exactly; the cut
+    into ranks and micro-batches is the parent's, so DDP sees the single-process batch.
+    """
+
+    def __init__(
+        self,
+        buckets: list[int],
+        batch_size: int,
+        grad_accum: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        super().__init__(len(buckets), batch_size, grad_accum, rank, world_size, seed, shuffle)
+        self.buckets = list(buckets)
+        by_bucket: dict[int, int] = {}
+        for b in self.buckets:
+            by_bucket[b] = by_bucket.get(b, 0) + 1
+        self._steps = sum(count // batch_size for count in by_bucket.values())
+        if self._steps == 0:
+            raise ValueError(f"no bucket holds a full batch of {batch_size} (bucket sizes {by_bucket})")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Updates per epoch: the full global batches of every bucket."""
+        return self._steps
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The global batches of epoch `epoch`, in the order they are visited."""
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        members: dict[int, list[int]] = {}
+        for i, b in enumerate(self.buckets):
+            members.setdefault(b, []).append(i)
+        batches: list[list[int]] = []
+        for b in sorted(members):
+            items = members[b]
+            if self.shuffle:
+                items = [items[j] for j in torch.randperm(len(items), generator=generator).tolist()]
+            full = len(items) // self.batch_size * self.batch_size
+            batches += [items[s : s + self.batch_size] for s in range(0, full, self.batch_size)]
+        if self.shuffle:
+            batches = [batches[j] for j in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches, m = self.epoch_batches(self.epoch), self.micro_batch
+        for step in range(self.start_step, self.steps_per_epoch):
+            batch = batches[step]
+            for accum in range(self.grad_accum):
+                chunk = accum * self.world_size + self.rank
+                yield batch[chunk * m : (chunk + 1) * m]

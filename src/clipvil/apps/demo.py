@@ -15,10 +15,10 @@ from typing import Any
 
 from clipvil.data.synthetic import make_data
 from clipvil.data.vqa import read_vqa
-from clipvil.encoders.extract import ExtractConfig, run_extract
+from clipvil.apps.extract import ExtractConfig, run_extract
 from clipvil.metrics.vqa import VqaReference, vqa_accuracy
 from clipvil.train.config import load_config
-from clipvil.train.evaluation import evaluate
+from clipvil.train.evaluate import evaluate
 from clipvil.train.loop import train
 
 REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo" / "mcan_synthetic.yaml"

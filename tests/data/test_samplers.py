@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from clipvil.train.sampler import ResumableBatchSampler
+from clipvil.data.samplers import ResumableBatchSampler
 
 
 def updates(sampler: ResumableBatchSampler) -> list[list[int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -113,3 +114,22 @@ def barrier(info: DistInfo) -> None:
     """Waits for every rank (no-op in a single process)."""
     if info.enabled:
         dist.barrier()
+
+
+def current() -> DistInfo:
+    """This process's place in an already initialised run (rank 0 of 1 when no process group exists)."""
+    if dist.is_initialized():
+        return DistInfo(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size(),
+                        torch.device("cpu"), False)
+    return DistInfo(0, 0, 1, torch.device("cpu"), False)
+
+
+def prepare_once(path: str | os.PathLike, make: Any, *, rank: int | None = None) -> None:
+    """Makes a file that every rank reads, exactly once: rank 0 calls `make(path)` when `path` does not exist
+    yet (`make` must write atomically, e.g. with clipvil.common.atomic), then every rank waits at a barrier,
+    so no rank can read a half-written file. A no-op barrier in a single process."""
+    info = current()
+    rank = info.rank if rank is None else rank
+    if rank == 0 and not Path(path).exists():
+        make(Path(path))
+    barrier(info)

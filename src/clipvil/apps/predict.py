@@ -1,0 +1,114 @@
+"""Answering one question about one image with a trained VQA checkpoint: image → encoder → grid → head.
+
+The checkpoint alone is enough (it can be copied anywhere): it carries its config, the vocabularies and the
+feature store's provenance, which names the encoder, its weights' sha256 and the preset the head was trained
+on — so the image is encoded exactly as the training grids were. No dataset and no feature store is opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipvil.common.distributed import pick_device
+from clipvil.encoders import build_encoder, get_preset, load_image, prepare
+from clipvil.encoders.weights import WeightsError, sha256_file
+from clipvil.tasks.grid_source import concat_grids
+from clipvil.tasks.registry import get_task
+from clipvil.tasks.vqa_predict import VqaAnswer
+from clipvil.train import checkpoint as ckpt
+from clipvil.train.config import ConfigError, config_from_dict
+from clipvil.types import GridFeatures
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint's predictor (weights loaded) and where it came from."""
+
+    path: Path
+    task_name: str
+    predictor: Any  # the task's predictor object (e.g. tasks.vqa_predict.VqaPredictor)
+
+
+def load_predictor(checkpoint: str | Path, device: torch.device | None = None) -> LoadedCheckpoint:
+    """The inference-only predictor of a checkpoint, from the checkpoint alone. Errors name the file."""
+    path = Path(checkpoint)
+    device = device or pick_device("auto")
+    state = ckpt.load_checkpoint(path, map_location=device)
+    if "config" not in state:
+        raise KeyError(f"{path}: the checkpoint carries no config")
+    try:
+        cfg = config_from_dict(state["config"], source=f"{path} (its saved config)")
+    except (ConfigError, KeyError) as err:
+        raise ConfigError(f"{path}: its saved config does not load: {err}") from err
+    entry = get_task(cfg.task_name)
+    if entry.predictor is None:
+        raise ValueError(f"{path}: task {cfg.task_name!r} has no single-example predictor")
+    try:
+        predictor = entry.predictor(cfg.task, state.get("artifacts", {}), device)
+    except KeyError as err:
+        raise KeyError(f"{path}: {err.args[0]}") from err
+    ckpt.load_model_state(predictor.model, state["model"], path)
+    predictor.model.eval()
+    return LoadedCheckpoint(path, cfg.task_name, predictor)
+
+
+def _provenances(features: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(features.get("plugin") or [features])
+
+
+def check_weights(features: dict[str, Any], weights: list[Path | None], checkpoint: Path) -> None:
+    """Refuses encoder weight files other than the ones the training features were made with."""
+    provs = _provenances(features)
+    if len(weights) not in (0, len(provs)):
+        raise ValueError(f"{checkpoint}: the head was trained on {len(provs)} encoder(s); pass --weights "
+                         f"{len(provs)} time(s)")
+    for i, prov in enumerate(provs):
+        given = weights[i] if weights else None
+        random_weights = str(prov["weights_sha256"]).startswith("random")
+        if given is None and not random_weights:
+            raise WeightsError(f"{checkpoint}: its features were made with {prov['encoder']} weights sha256 "
+                               f"{prov['weights_sha256'][:12]}…; pass the same file with --weights")
+        if given is not None and sha256_file(given) != prov["weights_sha256"]:
+            raise WeightsError(f"{given}: not the weight file the training features were made with "
+                               f"({prov['encoder']}, sha256 {prov['weights_sha256'][:12]}…)")
+
+
+def encode_image(image: str | Path, features: dict[str, Any], weights: list[Path | None],
+                 device: torch.device) -> GridFeatures:
+    """The grid of one image [1, N, C], made as the training features were (every plugin encoder)."""
+    grids = []
+    for i, prov in enumerate(_provenances(features)):
+        encoder = build_encoder(prov["encoder"], weights[i] if weights else None, block=int(prov.get("block", -1)))
+        encoder.to(device)  # type: ignore[attr-defined]
+        prepared = prepare(load_image(image), get_preset(prov["preset"]), encoder.mean, encoder.std,
+                           encoder.native_size)
+        with torch.inference_mode():
+            grids.append(encoder(prepared.pixels[None].to(device), [prepared.content_hw]))
+    return grids[0] if len(grids) == 1 else concat_grids(grids)
+
+
+def predict_vqa(
+    checkpoint: str | Path,
+    image: str | Path,
+    question: str,
+    k: int = 5,
+    weights: list[Path | None] | Path | None = None,
+) -> VqaAnswer:
+    """Top-k answers for `question` about `image` from a VQA checkpoint (any copy of best.pt / last.pt).
+    `weights`: the encoder weight file(s) when the training features were not made with random weights."""
+    if k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {k}")
+    if not Path(image).is_file():
+        raise FileNotFoundError(f"--image: no such file: {image}")
+    loaded = load_predictor(checkpoint)
+    if loaded.task_name != "vqa":
+        raise ValueError(f"{checkpoint}: a {loaded.task_name!r} checkpoint, not a VQA one")
+    predictor = loaded.predictor
+    files = [weights] if isinstance(weights, Path) else list(weights or [])
+    check_weights(predictor.features, files, loaded.path)
+    grid = encode_image(image, predictor.features, files, predictor.device)
+    return predictor.answer(grid, question, k)

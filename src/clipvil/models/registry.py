@@ -1,0 +1,105 @@
+"""Model registry: a model name -> its architecture config dataclass, presets and constructor.
+
+Task code, recipes and the contract tests all go through this one table, so a new head is a new module
+that registers itself, not a new branch in an if/else:
+
+    register_model("mcan", family="vqa", config_cls=MCANConfig, builder=MCAN)   # bottom of models/mcan.py
+
+A *family* names the constructor signature that every model of it shares (the contract tests build
+each registered model of a family from the same inputs):
+
+    vqa:  builder(cfg, *, grid_dim, vocab_size, n_answers); forward(GridFeatures, tokens [B, T]) -> [B, A]
+
+Other families (caption, vl, nav, grounding) document their signature where they register.
+`build_model(name, preset, overrides, **kwargs)` makes one: the preset's config with `overrides` applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+# modules that register models when imported (imported on the first lookup, so names resolve without wiring)
+_MODULES = (
+    "clipvil.models.mcan",
+    "clipvil.models.pythia",
+    "clipvil.models.movie_mcan",
+    "clipvil.models.captioner",
+    "clipvil.models.vl_transformer",
+    "clipvil.models.envdrop",
+    "clipvil.models.grounding",
+)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its name, family, architecture config dataclass and constructor."""
+
+    name: str
+    family: str  # shared constructor/forward signature (see the module docstring)
+    config_cls: type  # frozen dataclass of architecture settings; `config_cls.preset(name)` if it has presets
+    builder: Callable[..., nn.Module]  # builder(cfg, **family_kwargs) -> nn.Module
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, family: str, config_cls: type, builder: Callable[..., nn.Module]) -> None:
+    """Registers a model; registering the same entry again is a no-op, another one under a taken name fails."""
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"model {name!r}: config_cls must be a dataclass, got {config_cls!r}")
+    entry = ModelEntry(name, family, config_cls, builder)
+    known = _MODELS.get(name)
+    if known is not None and known != entry:
+        raise ValueError(f"model {name!r} is already registered by {known.builder!r}")
+    _MODELS[name] = entry
+
+
+def _import_all() -> None:
+    for module in _MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:  # a family not built yet; only that module may be missing
+            if err.name != module:
+                raise
+
+
+def get_model(name: str) -> ModelEntry:
+    """The entry of a registered model; KeyError naming the known ones otherwise."""
+    if name not in _MODELS:
+        _import_all()
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(registered_models())}")
+    return _MODELS[name]
+
+
+def registered_models(family: str | None = None) -> list[str]:
+    """Names of every registered model (of one family when given)."""
+    _import_all()
+    return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
+
+
+def model_config(name: str, preset: str = "", overrides: dict[str, Any] | None = None) -> Any:
+    """The architecture config of `name`: its preset (or the defaults) with `overrides` applied.
+
+    Raises ValueError naming the unknown fields of an override."""
+    entry = get_model(name)
+    base = entry.config_cls.preset(preset) if preset else entry.config_cls()
+    overrides = dict(overrides or {})
+    known = {f.name for f in dataclasses.fields(entry.config_cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(
+            f"model {name!r}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    return dataclasses.replace(base, **overrides)
+
+
+def build_model(name: str, preset: str = "", overrides: dict[str, Any] | None = None, **kwargs: Any) -> nn.Module:
+    """A fresh model of `name` from its preset + overrides; `kwargs` are the family's constructor arguments."""
+    return get_model(name).builder(model_config(name, preset, overrides), **kwargs)
