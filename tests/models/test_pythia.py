@@ -88,3 +88,36 @@ def test_single_real_cell_is_attended_fully() -> None:
         model(GridFeatures(feats, mask, (2, 3)), torch.tensor([[1, 2, 0]])),
         model(alone, torch.tensor([[1, 2]])),
     )
+
+
+def test_mmf_exact_question_attention_weighs_padding_of_fixed_length_questions() -> None:
+    """attend_padding=True: questions padded to 14 tokens, one softmax over all 14 positions (MMF's
+    AttentionTextEmbedding has no mask); the masked default gives other logits on a padded question."""
+    from dataclasses import replace
+
+    from clipvil.models.layers import masked_softmax
+    from clipvil.types import GridFeatures
+
+    torch.manual_seed(0)
+    cfg = PythiaConfig(word_dim=8, question_hidden=12, question_att_hidden=6, hidden=10,
+                       classifier_text_hidden=5, classifier_image_hidden=7)
+    mmf = Pythia(replace(cfg, attend_padding=True), grid_dim=6, vocab_size=20, n_answers=4).eval()
+    masked = Pythia(cfg, grid_dim=6, vocab_size=20, n_answers=4).eval()
+    masked.load_state_dict(mmf.state_dict())
+    grid = GridFeatures(torch.randn(2, 4, 6), torch.ones(2, 4, dtype=torch.bool), (2, 2))
+    tokens = torch.tensor([[3, 5, 7, 0], [4, 0, 0, 0]])  # [B, T]: padded to the batch's longest
+    with torch.no_grad():
+        out = mmf(grid, tokens)
+        # by hand: pad to 14, LSTM over all 14 positions, softmax over all of them (no mask)
+        full = torch.nn.functional.pad(tokens, (0, 10))  # [B, 14]
+        states, _ = mmf.question(full)  # [B, 14, H]
+        att = mmf.question_att
+        scores = att.score(torch.relu(att.fc(states)))  # [B, 14, G]
+        weights = torch.softmax(scores, dim=1)  # [B, 14, G]
+        q = torch.einsum("blg,bld->bgd", weights, states).flatten(1)  # [B, G * H]
+        v = mmf.image_att(grid.feats, grid.mask, q)  # [B, C]
+        by_hand = mmf.classifier(mmf.fusion(v, q))  # [B, A]
+        assert torch.allclose(out, by_hand, atol=1e-6)
+        assert torch.allclose(mmf(grid, torch.nn.functional.pad(tokens, (0, 5))), out, atol=1e-6)  # batch padding
+        assert not torch.allclose(masked(grid, tokens), out, atol=1e-4)  # masking changes padded questions
+        assert masked_softmax is not None

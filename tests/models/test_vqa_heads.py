@@ -71,8 +71,11 @@ def test_gradients_reach_every_parameter(make_head: HeadFactory) -> None:
     model = make_head(40).train()
     logits = model(random_grid(4, (2, 3), 40), random_tokens(4, 5, [5, 4, 3, 2]))  # [B, A]
     F.binary_cross_entropy_with_logits(logits, torch.rand(4, ANSWERS)).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
-    assert missing == []
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    # The bias of a score that feeds a softmax over the same positions has an analytically zero gradient
+    # (softmax is shift-invariant): only rounding makes it non-zero, so it is not asserted.
+    zero = [n for n, p in model.named_parameters() if not bool(p.grad.abs().sum() > 0) and not n.endswith("score.bias")]
+    assert zero == []
 
 
 def test_eval_is_deterministic_and_train_dropout_is_not_silently_off(make_head: HeadFactory) -> None:

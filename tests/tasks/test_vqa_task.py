@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from clipvil.apps.predict import predict_vqa
 from clipvil.apps.score import score_vqa
@@ -89,3 +90,67 @@ def test_missing_features_are_named(vqa_world: Path, tmp_path: Path) -> None:
     cfg = load_config(TINY, [*_overrides(vqa_world, tmp_path), "task.feature_key='{stem}'"])
     with pytest.raises(KeyError, match="no features for .* image\\(s\\) of split 'train'"):
         train(cfg)
+
+
+def test_predict_from_a_copied_checkpoint_in_another_directory(tiny_run: Path, vqa_world: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint alone is enough: no run directory, no feature store, any working directory."""
+    import shutil
+
+    from clipvil.features import store as feature_store
+
+    copy = tmp_path / "elsewhere" / "model.pt"
+    copy.parent.mkdir()
+    shutil.copy(tiny_run / "checkpoints/last.pt", copy)
+    image = next((vqa_world / "world/coco/val2014").glob("*.jpg"))
+    expected = predict_vqa(tiny_run / "checkpoints/last.pt", image, "what color is the circle?", k=3).answers
+
+    def no_store(*args: object, **kwargs: object) -> None:
+        raise AssertionError("predict opened a feature store")
+
+    monkeypatch.setattr(feature_store.FeatureStore, "__init__", no_store)
+    monkeypatch.chdir(tmp_path)
+    assert predict_vqa(copy, image, "what color is the circle?", k=3).answers == expected
+    out = subprocess.run([sys.executable, "-m", "clipvil.cli", "predict", "--checkpoint", "elsewhere/model.pt",
+                          "--image", str(image), "--question", "what color is the circle?", "--top-k", "3"],
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert [r["answer"] for r in json.loads(out.stdout)] == [a for a, _ in expected]
+
+
+@pytest.mark.parametrize("question", ["", "   ", "🙂🙂", "zzqx blorf"])
+def test_predict_refuses_a_question_with_no_known_word(tiny_run: Path, vqa_world: Path, question: str) -> None:
+    from clipvil.tasks.vqa_predict import QuestionError
+
+    image = next((vqa_world / "world/coco/val2014").glob("*.jpg"))
+    with pytest.raises(QuestionError, match="no word|no words"):
+        predict_vqa(tiny_run / "checkpoints/last.pt", image, question)
+
+
+def test_predict_says_when_a_question_was_cut(tiny_run: Path, vqa_world: Path) -> None:
+    image = next((vqa_world / "world/coco/val2014").glob("*.jpg"))
+    long = "what color is the circle " * 4  # 20 words > question_max_tokens (14)
+    result = predict_vqa(tiny_run / "checkpoints/last.pt", image, long)
+    assert any("cut to its first 14 words (of 20)" in note for note in result.notes)
+
+
+def test_word_vectors_fill_the_embedding_rows_in_vocabulary_order(vqa_world: Path, tmp_path: Path) -> None:
+    """task.word_vectors: a GloVe .txt written here; rows of known words equal the file's vectors."""
+    from clipvil.tasks.registry import RunContext
+    from clipvil.tasks.vqa import VQATask
+
+    cfg = load_config(TINY, _overrides(vqa_world, tmp_path / "run"))
+    plain = VQATask(cfg.task, RunContext(tmp_path / "run", torch.device("cpu")))
+    words = list(plain.questions.words)
+    dim = plain.model.word_embedding.embedding_dim
+    lines = [f"{w} " + " ".join(str(i + j / 10) for j in range(dim)) for i, w in enumerate(words[2:6])]
+    lines.append("notinvocab " + " ".join("9" for _ in range(dim)))
+    glove = tmp_path / "glove.txt"
+    glove.write_text("\n".join(lines) + "\n")
+    cfg.task.word_vectors = glove
+    task = VQATask(cfg.task, RunContext(tmp_path / "run", torch.device("cpu")))
+    table = task.model.word_embedding.weight
+    for i, w in enumerate(words[2:6]):
+        assert torch.allclose(table[words.index(w)], torch.tensor([i + j / 10 for j in range(dim)]))
+    assert not torch.allclose(table[6], torch.tensor([float(6 + j / 10) for j in range(dim)]))

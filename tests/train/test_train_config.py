@@ -153,3 +153,48 @@ def test_python_built_configs_are_checked_by_train(tmp_path: Path) -> None:
         train(replace(cfg, train=replace(cfg.train, max_steps=1)))
     with pytest.raises(ConfigError, match="max_steps and/or train.epochs"):
         train(replace(cfg, task=ToyConfig()))
+
+
+def test_overriding_one_key_of_a_mapping_with_defaults_merges_it(tmp_path: Path) -> None:
+    """`task.splits.test=test2015` adds a split; it used to replace the defaults (then "unknown split 'train'")."""
+    from clipvil.tasks.registry import get_task
+
+    get_task("vqa")
+    recipe = write(tmp_path, "vqa.yaml", "task: {name: vqa}\ntrain: {max_steps: 1}\nout_dir: runs/x\n")
+    cfg = load_config(recipe, ["task.splits.test=test2015"])
+    assert cfg.task.splits == {"train": "train2014", "val": "val2014", "test": "test2015"}
+    in_file = write(tmp_path, "vqa2.yaml", "task: {name: vqa, splits: {vg: vg}}\ntrain: {max_steps: 1}\n")
+    assert set(load_config(in_file).task.splits) == {"train", "val", "vg"}
+
+
+def test_paths_are_absolute_and_a_single_value_is_a_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipvil.tasks.registry import get_task
+
+    get_task("vqa")
+    monkeypatch.chdir(tmp_path)
+    recipe = write(tmp_path, "vqa.yaml", "task: {name: vqa, features: st, data_dir: d}\ntrain: {max_steps: 1}\n")
+    cfg = load_config(recipe)
+    assert cfg.task.features == [tmp_path / "st"] and cfg.task.data_dir == tmp_path / "d"
+    save_config(cfg, tmp_path / "saved.yaml")
+    monkeypatch.chdir("/")
+    assert load_config(tmp_path / "saved.yaml").task.features == [tmp_path / "st"]  # from anywhere
+
+
+def test_phases_and_stepping_rules_are_checked(tmp_path: Path) -> None:
+    base = "task: {name: toy_regression}\ntrain: {max_steps: 4}\n"
+    late = write(tmp_path, "late.yaml", base + "phases: [{name: a, start_epoch: 1}]\n")
+    with pytest.raises(ConfigError, match="the first phase .* must start at epoch 0"):
+        load_config(late)
+    both = write(tmp_path, "both.yaml", base + "phases: [{name: a, start_epoch: 0, start_step: 0}]\n")
+    with pytest.raises(ConfigError, match="exactly one of start_epoch and start_step"):
+        load_config(both)
+    rule = write(tmp_path, "rule.yaml", base + "schedule: {every: 2, offset: 2}\n")
+    with pytest.raises(ConfigError, match="0 <= offset < every"):
+        load_config(rule)
+    unknown = write(tmp_path, "unknown.yaml", base + "schedule: {phases: [scst]}\n")
+    with pytest.raises(ConfigError, match=r"unknown phase\(s\) \['scst'\]"):
+        load_config(unknown)
+    best = write(tmp_path, "best.yaml", "task: {name: toy_regression}\n"
+                 "train: {max_steps: 4, eval_splits: [val], best_split: test}\n")
+    with pytest.raises(ConfigError, match="'test' is not one of train.eval_splits"):
+        load_config(best)

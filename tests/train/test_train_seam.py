@@ -166,3 +166,22 @@ def test_a_refused_resume_leaves_config_yaml_as_it_was(tmp_path: Path) -> None:
     with pytest.raises(CheckpointMismatchError, match="last.pt"):
         train(seam_config(tmp_path, "train.max_steps=4", "task.dim=5"))
     assert (tmp_path / "config.yaml").read_bytes() == before
+
+
+def test_a_recipe_composing_the_public_blocks_equals_train(tmp_path: Path) -> None:
+    """docs/training.md's own-loop recipe: setup_run + next_update + update + after_update."""
+    from clipvil.common.distributed import init_distributed
+    from clipvil.train.loop import after_update, next_update, setup_run, update
+
+    cfg = seam_config(tmp_path / "own", extra=PHASES)
+    run = setup_run(cfg, init_distributed("cpu"))
+    with run.logger:
+        while run.state.step < run.total_steps:
+            run.sampler.set_position(run.state.epoch, run.state.step_in_epoch)
+            for batch in run.loader:
+                progress = next_update(run)
+                after_update(run, update(run, [batch], progress))
+                if run.state.step_in_epoch == 0 or run.state.step == run.total_steps:
+                    break
+    train(seam_config(tmp_path / "engine", extra=PHASES))
+    assert [r["loss"] for r in _log(tmp_path / "own")] == [r["loss"] for r in _log(tmp_path / "engine")]

@@ -16,9 +16,14 @@ defaults.yaml, mmf/modules/{embeddings,attention,layers}.py):
 f is a weight-normed Linear + ReLU (MMF's ReLUWithWeightNormFC) or, with nonlinearity="gated_tanh",
 the gated tanh of Anderson et al. / Teney et al. (tanh(Wx) * sigmoid(W'x), MMF's GatedTanh).
 
-Deviations from MMF, on purpose: padded question tokens are masked out of the question attention
-(MMF's softmax also weighs padding); padded grid cells are masked with a plain masked softmax (MMF
-softmaxes, zeroes and renormalises, the same up to its 1e-8 epsilon); the output is logits.
+Question attention over padding: MMF pads every question to 14 tokens and its question attention's softmax
+runs over all 14 positions, padding included (the LSTM's states there depend on the question, so the weights
+it gives them change the logits — by up to 13 % on padded questions). `attend_padding=True` reproduces that
+exactly (the paper recipes' setting: questions padded to `question_pad_to` whatever the batch padding, one
+softmax over every position); `attend_padding=False` (the class default) masks the padding out.
+
+Deviations from MMF, on purpose: padded grid cells are masked with a plain masked softmax (MMF softmaxes,
+zeroes and renormalises, the same up to its 1e-8 epsilon); the output is logits.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class PythiaConfig:
     classifier_text_hidden: int = 300  # width of the classifier's "text" branch (MMF text_hidden_dim)
     classifier_image_hidden: int = 5000  # width of the classifier's "image" branch (MMF img_hidden_dim)
     dropout: float = 0.0  # dropout on question states and on both element-wise products (MMF: 0)
+    attend_padding: bool = False  # True: MMF-exact question attention over every padded position (recipes)
+    question_pad_to: int = 14  # attend_padding: questions are padded to this many tokens (MMF max_length)
 
     def __post_init__(self) -> None:
         if self.nonlinearity not in _NONLINEAR:
@@ -181,7 +188,11 @@ class Pythia(nn.Module):
 
     def forward(self, grid: GridFeatures, tokens: torch.Tensor) -> torch.Tensor:
         """grid: feats [B, N, C], mask [B, N]; tokens [B, T] (0 = trailing padding) → logits [B, A]."""
+        if self.cfg.attend_padding and tokens.shape[1] < self.cfg.question_pad_to:
+            tokens = nn.functional.pad(tokens, (0, self.cfg.question_pad_to - tokens.shape[1]))  # [B, T']
         states, q_mask = self.question(tokens)  # [B, T, Hq], [B, T]
+        if self.cfg.attend_padding:
+            q_mask = torch.ones_like(q_mask)  # MMF: one softmax over all positions, padding included
         q = self.question_att(self.question_dropout(states), q_mask)  # [B, G * Hq]
         feats, v_mask = grid_inputs(grid, tokens.shape[0])  # [B, N, C], [B, N]
         feats = feats.to(self.question_att.fc.weight.dtype)  # [B, N, C] (fp16 caches are upcast)

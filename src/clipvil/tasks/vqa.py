@@ -26,6 +26,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from clipvil.common.atomic import atomic_write_json
 from clipvil.data.answers import AnswerVocab, build_vqa_answer_vocab, dense_targets, load_answer_vocab
 from clipvil.data.question_vocab import QuestionVocab
+from clipvil.data.submission import write_vqa_submission
 from clipvil.data.vqa import VqaSplit, read_vqa
 from clipvil.metrics.vqa import VqaReference, vqa_accuracy
 from clipvil.models.registry import build_model
@@ -38,6 +39,7 @@ from clipvil.types import GridFeatures
 
 log = logging.getLogger(__name__)
 ANSWERS_FILE, QUESTIONS_FILE = "answer_vocab.json", "question_vocab.json"
+SUBMISSION_FILE = "vqa_submission.json"  # what the VQA evaluation server (EvalAI) takes
 KEY_FIELDS = {"image_split", "stem", "image_id"}
 
 
@@ -75,6 +77,9 @@ class VQAConfig:
     feature_layer: str = ""  # ... taken from this layer (e.g. "last" for ViT: the final block, after ln_post)
     preload_features: bool | None = None  # read the stores into memory (None: when they fit preload_max_gb)
     preload_max_gb: float = 4.0  # the size rule of preload_features: None
+    submission: bool = True  # evaluating a split without annotations (test2015) also writes vqa_submission.json
+    # for the evaluation server, refusing (ValueError) unless every test2015 question is answered — the
+    # server needs all of them even for test-dev, so a test-dev2015 split is refused; false: results only
 
 
 class VQATask(TaskModule):
@@ -93,8 +98,11 @@ class VQATask(TaskModule):
                                  cfg.preload_max_gb)
         self._splits: dict[str, VqaSplit] = {}
         self.answers, self.questions = self._vocabularies()
-        self.model = build_model(cfg.model, cfg.preset, cfg.model_overrides, grid_dim=self.source.dim,
-                                 vocab_size=len(self.questions), n_answers=len(self.answers))
+        try:
+            self.model = build_model(cfg.model, cfg.preset, cfg.model_overrides, grid_dim=self.source.dim,
+                                     vocab_size=len(self.questions), n_answers=len(self.answers))
+        except (ValueError, KeyError) as err:
+            raise ValueError(f"task.model / task.preset / task.model_overrides: {err.args[0]}") from err
         self.criterion = get_loss(cfg.loss)
         if cfg.word_vectors is not None:
             apply_word_vectors(self.model, self.questions, cfg.word_vectors, cfg.word_vectors_vocab)
@@ -186,12 +194,26 @@ class VQATask(TaskModule):
             atomic_write_json(out_dir / "vqa_results.json", results)
         examples = [ex for name in split.split("+") for ex in self._read(name).examples]
         if not all(self._read(name).has_answers for name in split.split("+")):
+            if out_dir is not None and self.cfg.submission:
+                self._write_submission(split, preds, out_dir)
             return {"accuracy": float("nan"), "n_questions": len(preds)}
         refs = {e.question_id: VqaReference(e.answers, e.question_type, e.answer_type) for e in examples}
         scores = vqa_accuracy(preds, refs)
         return {"accuracy": scores.overall, "n_questions": len(preds),
                 **{f"type/{k}": v for k, v in scores.per_answer_type.items()},
                 **{f"qtype/{k}": v for k, v in scores.per_question_type.items()}}
+
+
+    def _write_submission(self, split: str, preds: dict[int, str], out_dir: Path) -> None:
+        """The server's file, checked complete against the split's questions file (clipvil.data.submission)."""
+        retry = " (vqa_results.json is written; task.submission=false skips the submission file)"
+        if "+" in split:
+            raise ValueError(f"VQA task: split {split!r}: a server submission is one test2015 split{retry}")
+        try:
+            n = write_vqa_submission(out_dir / SUBMISSION_FILE, preds, self._read(split).questions_file)
+        except ValueError as err:
+            raise ValueError(f"VQA task: split {split!r}: {err}{retry}") from None
+        log.info("wrote %s (%d answers): the file to upload to the VQA evaluation server", out_dir / SUBMISSION_FILE, n)
 
 
 def top_answers(model: nn.Module, answers: AnswerVocab, grid: GridFeatures, tokens: torch.Tensor,

@@ -56,7 +56,7 @@ def apply_word_vectors(model: nn.Module, vocab: QuestionVocab, path: Path, vocab
     from clipvil.data.word_vectors import word_vector_matrix
 
     table = word_embedding(model)
-    matrix, found, coverage = word_vector_matrix(list(vocab.words), path, vocab_path=vocab_path,
+    matrix, found, coverage = word_vector_matrix(list(vocab.words), path, words_path=vocab_path,
                                                  dim=table.embedding_dim)
     with torch.no_grad():
         rows = torch.from_numpy(found).nonzero().squeeze(1)  # [K]
