@@ -16,10 +16,10 @@ are written in the order of the questions file; the file appears complete or not
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from clipvil.common.atomic import atomic_write_text
 from clipvil.data.gqa import read_gqa
 from clipvil.data.validate import PathLike
 from clipvil.data.vqa import read_vqa
@@ -83,11 +83,8 @@ def _complete(
 
 
 def _write_json_atomic(path: Path, entries: list[dict]) -> None:
-    """Writes next to `path` and renames, so a crash never leaves a truncated result file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(entries), encoding="utf-8")
-    os.replace(tmp, path)
+    """A crash never leaves a truncated result file (clipvil.common.atomic)."""
+    atomic_write_text(path, json.dumps(entries))
 
 
 __all__ = ["write_gqa_submission", "write_vqa_submission"]

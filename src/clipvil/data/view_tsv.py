@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clipvil.common.atomic import atomic_write
+
 TSV_FIELDNAMES = ("scanId", "viewpointId", "image_w", "image_h", "vfov", "features")
 N_VIEWS = 36
 
@@ -137,16 +139,15 @@ def write_view_tsv(path: str | Path, source: Iterable[ViewRecord] | Mapping[tupl
     """Writes records (or a {(scan, viewpoint): [views, D]} mapping, with the default camera) in the
     released format; returns the number of rows. Written to `<path>.tmp`, renamed at the end."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    try:
+
+    def write(tmp: Path) -> None:
+        nonlocal count
         with tmp.open("w", newline="", encoding="ascii") as f:
             writer = csv.writer(f, delimiter="\t", lineterminator="\r\n")
             for rec in _records(source):
                 writer.writerow(_row(rec, views, path.name))
                 count += 1
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
+
+    atomic_write(path, write)
     return count

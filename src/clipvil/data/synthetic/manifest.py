@@ -7,11 +7,11 @@ request may reuse the directory.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clipvil.common.atomic import atomic_write_text
 from clipvil.data.synthetic import layout
 from clipvil.data.synthetic.spec import SPLITS, WorldSpec
 
@@ -69,9 +69,7 @@ class Manifest:
 
     def save(self) -> None:
         """Write manifest.json atomically (it marks the directory complete)."""
-        tmp = self.root / (layout.MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.root / layout.MANIFEST)
+        atomic_write_text(self.root / layout.MANIFEST, json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, root: str | Path) -> Manifest:
