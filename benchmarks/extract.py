@@ -24,8 +24,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import count_flops, matmul_peak_gflops, write_json
+from clipvil.apps.extract import ExtractConfig, run_extract
 from clipvil.encoders import build_encoder, get_preset, prepare
-from clipvil.encoders.extract import ExtractConfig, run_extract
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

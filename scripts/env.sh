@@ -5,6 +5,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
 py="${PYTHON:-python3}"
+# Debian's Chromium for the browser test of `clipvil serve` (Playwright drives it; it cannot download its own)
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[clipvil] installing Debian's chromium (browser tests)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2 \
+    || echo "[clipvil] could not install chromium: the browser test will fail" >&2
+fi
 stamp_now="$(cat "$root/pyproject.toml" "$root/requirements/constraints.txt" | sha256sum | cut -c1-16)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.clipvil-stamp" 2>/dev/null)" != "$stamp_now" ]; then
   echo "[clipvil] creating the environment in $venv (first run only, ~1-2 minutes)" >&2

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from clipvil.apps.extract import ExtractConfig, list_images, run_extract
 from clipvil.encoders import ImageDecodeError, build_encoder, get_preset, load_image, prepare
-from clipvil.encoders.extract import ExtractConfig, list_images, run_extract
-from clipvil.encoders.store import FeatureStore, ProvenanceMismatch
+from clipvil.features.store import FeatureStore, ProvenanceMismatch
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "clipvil.cli"]
@@ -37,7 +37,8 @@ def image_dir(tmp_path: Path, shared_data: Path) -> Path:
 
 
 def _cfg(images: Path, out: Path, **kw: object) -> ExtractConfig:
-    base = dict(encoder="RN50", images=images, out=out, preset="views", batch_size=2, workers=0, progress=False)
+    base = {"encoder": "RN50", "images": images, "out": out, "preset": "views", "batch_size": 2, "workers": 0,
+            "progress": False}
     return ExtractConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -58,6 +59,7 @@ def test_extract_writes_features_errors_and_provenance(image_dir: Path, tmp_path
     assert errors[1]["path"] == str(image_dir / "truncated.jpg")
     prov = store.provenance
     assert (prov["encoder"], prov["preset"], prov["layer"], prov["dtype"]) == ("RN50", "views", "layer4", "float16")
+    assert (prov["resize"], prov["activation"], prov["block_index"]) == (None, None, None)
     assert prov["weights_sha256"] == "random-seed0" and "torch" in prov["versions"]
     got = store.get("sub/cats")
     assert got.feats.dtype == np.float16 and got.feats.shape == (49, 2048) and got.hw == (7, 7)
@@ -71,10 +73,17 @@ def test_extract_writes_features_errors_and_provenance(image_dir: Path, tmp_path
     assert batch.feats.shape == (2, 49, 2048) and batch.pooled.shape == (2, 1024)
 
 
-def test_rerun_skips_and_other_provenance_is_refused(image_dir: Path, tmp_path: Path) -> None:
-    run_extract(_cfg(image_dir, tmp_path / "s"))
+def test_rerun_skips_stored_retries_failed_and_other_provenance_is_refused(image_dir: Path, tmp_path: Path,
+                                                                          shared_data: Path) -> None:
+    first = run_extract(_cfg(image_dir, tmp_path / "s"))
+    assert (first.failed, first.failures_remaining, first.retried) == (2, 2, 0)
+    assert (tmp_path / "s/index.npz").is_file()
+    shutil.copy(shared_data / "hf-tests-samples/000000039769.png", image_dir / "notes.png")  # the file is fixed
     again = run_extract(_cfg(image_dir, tmp_path / "s"))
-    assert (again.extracted, again.failed, again.skipped) == (0, 0, 6)
+    assert (again.skipped, again.retried, again.extracted, again.failed, again.failures_remaining) == (4, 2, 1, 1, 1)
+    errors = [json.loads(x) for x in (tmp_path / "s/errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == ["truncated"], "errors.jsonl holds only what still fails"
+    assert "notes" in FeatureStore(tmp_path / "s")
     with pytest.raises(ProvenanceMismatch, match=r"preset: store has 'views', this run has 'caption'"):
         run_extract(_cfg(image_dir, tmp_path / "s", preset="caption"))
 
@@ -128,7 +137,8 @@ def test_torchrun_ranks_write_shards_read_as_one_store(image_dir: Path, tmp_path
     args = ["extract", "--encoder", "RN50", "--preset", "views", "--images", str(image_dir), "--batch-size", "1",
             "--workers", "0", "--no-progress"]
     done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "clipvil.cli", *args, "--out",
-                           str(tmp_path / "multi")], env=_env(), capture_output=True, text=True, timeout=300)
+                           str(tmp_path / "multi")], check=False, env=_env(), capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     run_extract(_cfg(image_dir, tmp_path / "single", batch_size=1))
     multi, single = _store_arrays(tmp_path / "multi"), _store_arrays(tmp_path / "single")
@@ -136,3 +146,81 @@ def test_torchrun_ranks_write_shards_read_as_one_store(image_dir: Path, tmp_path
     for k in single:
         np.testing.assert_allclose(multi[k].astype(np.float32), single[k].astype(np.float32), atol=1e-2)
     assert len((tmp_path / "multi/errors.jsonl").read_text().splitlines()) == 2
+    assert FeatureStore(tmp_path / "multi").scanned_parts == 0, "rank 0 indexed every rank's parts"
+
+
+def test_provenance_records_resize_activation_and_block(image_dir: Path, tmp_path: Path) -> None:
+    """The vqa preset's default is the official two-step bilinear resize; a ViT records its block and activation."""
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(image_dir / "sub/cats.png", one / "cats.png")
+    run_extract(_cfg(one, tmp_path / "v", encoder="ViT-B-32-quickgelu", preset="vqa", block=-2))
+    prov = FeatureStore(tmp_path / "v").provenance
+    assert (prov["preset"], prov["resize"], prov["input_size"]) == ("vqa", "official", "600x1000")
+    assert (prov["layer"], prov["block"], prov["block_index"]) == ("block10", -2, 10)
+    assert (prov["activation"], prov["activation_source"]) == ("quick_gelu", "model name")
+    assert FeatureStore(tmp_path / "v").get("cats").hw == (18, 31)
+    with pytest.raises(ProvenanceMismatch, match="resize: store has 'official', this run has 'direct-bicubic'"):
+        run_extract(_cfg(one, tmp_path / "v", encoder="ViT-B-32-quickgelu", preset="vqa", block=-2,
+                         resize="direct-bicubic"))
+
+
+def test_dangling_symlink_is_recorded_and_empty_folder_is_an_error(image_dir: Path, tmp_path: Path) -> None:
+    (image_dir / "dangling.jpg").symlink_to(tmp_path / "moved-away.jpg")
+    summary = run_extract(_cfg(image_dir, tmp_path / "s"))
+    assert (summary.total, summary.failed) == (7, 3)
+    errors = {e["id"]: e for e in map(json.loads, (tmp_path / "s/errors.jsonl").read_text().splitlines())}
+    assert "broken symbolic link" in errors["dangling"]["reason"]
+    (tmp_path / "empty/sub").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"images \(--images\) .*empty: no image files"):
+        run_extract(_cfg(tmp_path / "empty", tmp_path / "e"))
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"batch_size": 0}, r"batch_size \(--batch-size\) must be at least 1, got 0"),
+    ({"forward_batch": -1}, r"forward_batch \(--forward-batch\) must be 0 \(auto\) or positive, got -1"),
+    ({"max_pixels": 0}, r"max_pixels \(--max-pixels\) must be positive"),
+    ({"resize": "sideways"}, r"resize \(--resize\): unknown mode 'sideways'"),
+])
+def test_bad_settings_name_the_option(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _cfg(tmp_path, tmp_path / "s", **change)
+
+
+def test_out_naming_a_file_is_a_one_line_error(image_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ValueError, match=r"out \(--out\) .*taken: exists and is not a directory"):
+        _cfg(image_dir, tmp_path / "taken")
+    from clipvil.cli import main
+
+    assert main(["extract", "--encoder", "RN50", "--images", str(image_dir), "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--out" in err and "Traceback" not in err
+
+
+def test_failed_start_leaves_no_store_behind(image_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="cannot read weights"):
+        run_extract(_cfg(image_dir, tmp_path / "s", weights=bad))
+    with pytest.raises(ValueError, match="unknown encoder 'RN51'"):
+        run_extract(_cfg(image_dir, tmp_path / "s", encoder="RN51"))
+    assert not (tmp_path / "s").exists()
+    first_bad = tmp_path / "first_bad"
+    first_bad.mkdir()
+    shutil.copy(image_dir / "notes.png", first_bad / "a.png")  # sorted first, not an image
+    shutil.copy(image_dir / "sub/cats.png", first_bad / "b.png")
+    with pytest.raises(ImageDecodeError, match="--strict"):  # fails after the store was made, before any part
+        run_extract(_cfg(first_bad, tmp_path / "s", strict=True, preset="caption"))
+    assert not (tmp_path / "s/provenance.json").exists()
+    done = run_extract(_cfg(first_bad, tmp_path / "s"))  # the corrected command (another preset) is not locked out
+    assert done.extracted == 1 and FeatureStore(tmp_path / "s").provenance["preset"] == "views"
+
+
+def test_too_large_images_are_recorded_with_the_limit(image_dir: Path, tmp_path: Path) -> None:
+    summary = run_extract(_cfg(image_dir, tmp_path / "s", max_pixels=100_000))
+    errors = [json.loads(x) for x in (tmp_path / "s/errors.jsonl").read_text().splitlines()]
+    big = [e for e in errors if "image too large" in e["reason"]]
+    assert big and all("> the limit of 100000" in e["reason"] for e in big)
+    assert summary.failed == len(errors) and summary.extracted + summary.failed == 6

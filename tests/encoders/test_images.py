@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from clipvil.encoders import ImageDecodeError, get_preset, load_image, prepare
+from clipvil.encoders import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    ImageTooLargeError,
+    get_preset,
+    load_image,
+    prepare,
+)
 from clipvil.encoders.preprocess import grid_mask
 
 
@@ -93,3 +103,73 @@ def test_pretrain_preset_pads_and_masks() -> None:
 def test_unknown_preset() -> None:
     with pytest.raises(ValueError, match="unknown preset 'big'.*vqa"):
         get_preset("big")
+
+
+# --- the vqa preset's official resize: detectron2's ResizeShortestEdge(600, max 1000), then Resize(600x1000) ----
+
+@pytest.mark.parametrize(("size_wh", "mid_wh"), [
+    ((500, 333), (901, 600)),  # landscape: short edge 333 → 600, long 500 * 600/333 = 900.9 → 901
+    ((300, 1000), (300, 1000)),  # portrait: 600 x 2000 exceeds 1000, scaled by 1/2 to 300 x 1000
+    ((1000, 1000), (600, 600)),
+])
+def test_vqa_official_resize_is_two_bilinear_steps(size_wh: tuple[int, int], mid_wh: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (size_wh[1], size_wh[0], 3), dtype=np.uint8))
+    pre = get_preset("vqa")
+    assert pre.resize == "official"
+    out = prepare(img, pre, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    by_hand = img.resize(mid_wh, Image.BILINEAR).resize((1000, 600), Image.BILINEAR)  # PIL's (W, H)
+    expected = torch.from_numpy(np.array(by_hand)).permute(2, 0, 1).float() / 255.0  # [3, 600, 1000]
+    assert out.pixels.shape == (3, 600, 1000) and out.content_hw == (600, 1000)
+    torch.testing.assert_close(out.pixels, expected)
+    single = img.resize((1000, 600), Image.BICUBIC)  # the former (and still optional) one-step resize
+    direct = prepare(img, get_preset("vqa", "direct-bicubic"), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    torch.testing.assert_close(direct.pixels, torch.from_numpy(np.array(single)).permute(2, 0, 1).float() / 255.0)
+    assert (direct.pixels - out.pixels).abs().max() > 0.01
+
+
+def test_resize_modes_are_checked() -> None:
+    assert get_preset("caption").resize == "direct-bicubic"
+    with pytest.raises(ValueError, match="resize \\(--resize\\): unknown mode 'nearest'"):
+        get_preset("vqa", "nearest")
+    with pytest.raises(ValueError, match="applies to the fixed-size presets .*not to 'views'"):
+        get_preset("views", "official")
+
+
+# --- decompression-bomb limit: a named, configurable error, checked from the header before decoding ----------
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height (no pixel data: nothing is ever allocated)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [14000, 12000])  # before: "corrupt or truncated" / PIL's raw warning + 2.4 GB
+def test_huge_image_is_a_named_error_without_pil_warning(tmp_path: Path, side: int) -> None:
+    path = tmp_path / "bomb.png"
+    _png_header_only(path, side, side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's DecompressionBombWarning would fail here
+        with pytest.raises(ImageTooLargeError, match=f"bomb.png: image too large \\({side * side} pixels > the "
+                                                     f"limit of {DEFAULT_MAX_PIXELS}") as err:
+            load_image(path)
+    assert (err.value.pixels, err.value.limit) == (side * side, DEFAULT_MAX_PIXELS)
+    assert isinstance(err.value, ImageDecodeError)
+    assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS, "PIL's own limit is restored"
+
+
+def test_max_pixels_is_configurable(tmp_path: Path) -> None:
+    Image.new("RGB", (100, 60), (1, 2, 3)).save(tmp_path / "m.png")
+    with pytest.raises(ImageTooLargeError, match="6000 pixels > the limit of 5999"):
+        load_image(tmp_path / "m.png", max_pixels=5999)
+    assert load_image(tmp_path / "m.png", max_pixels=6000).size == (100, 60)
+
+
+def test_dangling_symlink_names_its_target(tmp_path: Path) -> None:
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "elsewhere.jpg")
+    with pytest.raises(ImageDecodeError, match="gone.jpg: broken symbolic link .*elsewhere.jpg does not exist"):
+        load_image(tmp_path / "gone.jpg")

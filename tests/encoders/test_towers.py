@@ -31,8 +31,12 @@ def test_vit_penultimate_block_equals_open_clip_intermediate() -> None:
     torch.testing.assert_close(ours, ref["image_intermediates"][0], rtol=1e-5, atol=1e-5)
 
 
-def test_interpolated_positions_are_nonzero_and_used() -> None:
-    """Guards the official code's bug: resized ViT position embeddings came out as zeros."""
+def test_positions_are_interpolated_to_the_real_grid_and_used_unlike_the_captioning_script_before_pr14() -> None:
+    """Official bugs record: in CLIP-ViL's captioning extraction script before its fix (pull request #14), the
+    resized position table was assigned to `.weight` while the forward pass used the untouched zero tensor — the ViT
+    features had no positions, which is what degraded the paper's ViT rows. In its VQA extraction scripts as
+    released, the ViT branch cannot run (it reads the attention pool that a ViT does not have) and the resize
+    targets a square grid. Here: the table is resized to the real, non-square 18 x 31 grid, and used."""
     enc = build_encoder("ViT-B-32")
     table = enc.position_table((18, 31))  # [1 + 558, 768]
     assert table.shape == (1 + 18 * 31, 768)

@@ -1,9 +1,14 @@
 """`clipvil extract`: images → grid features in a feature store, batched, resumable, several processes.
 
 Images are decoded and preprocessed in DataLoader workers; the tower runs on batches; each finished batch
-becomes one atomic part of the store. A rerun skips every image already stored (or recorded as failed), so a
-job killed at any moment resumes without redoing or corrupting finished work. Under ``torchrun`` each rank
-takes every WORLD_SIZE-th batch of the pending images and writes its own parts (no process group needed).
+becomes one atomic part of the store. A rerun skips every image already stored, so a job killed at any moment
+resumes without redoing or corrupting finished work; images that failed are not finished work: a rerun retries
+them (after the file is fixed they are stored, and errors.jsonl holds only what still fails). Under ``torchrun``
+each rank takes every WORLD_SIZE-th batch of the pending images and writes its own parts; when all are done,
+rank 0 writes the store's consolidated index and errors file (no rank reads a half-written one: both are
+renamed into place).
+
+A start that fails (bad settings, an unknown encoder, a bad weight file, no images) leaves no store behind.
 """
 
 from __future__ import annotations
@@ -21,11 +26,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from clipvil.encoders.images import ImageDecodeError, load_image
+from clipvil.common.distributed import pick_device
+from clipvil.encoders.images import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image
 from clipvil.encoders.preprocess import Preset, get_preset, output_size, prepare
 from clipvil.encoders.protocol import Encoder
 from clipvil.encoders.registry import build_encoder
-from clipvil.encoders.store import FeatureStore, GridBatch, open_for_writing, write_part
+from clipvil.features.store import (
+    PROVENANCE_FILE,
+    FeatureStore,
+    GridBatch,
+    open_for_writing,
+    remove_if_empty,
+    write_part,
+)
 from clipvil.types import GridFeatures
 
 log = logging.getLogger(__name__)
@@ -45,10 +58,11 @@ class ImageEntry:
 class ExtractConfig:
     """What `clipvil extract` does."""
 
-    encoder: str  # registered encoder name (RN50, ViT-B-32, imagenet-rn50, ...)
+    encoder: str  # registered encoder name (RN50, ViT-B-32, ViT-B-32-quickgelu, imagenet-rn50, ...)
     images: Path  # a directory (searched recursively) or a list file (one path, or "id<TAB>path", per line)
     out: Path  # the feature store directory
     preset: str = "vqa"  # input preset (vqa, caption, pretrain, views, native)
+    resize: str | None = None  # fixed-size presets: official | direct-bicubic (None: the preset's own; vqa: official)
     weights: Path | None = None  # local weight file; None = random weights (stated in the provenance)
     batch_size: int = 16  # images per store part (one atomic write)
     forward_batch: int = 0  # images per forward pass (0 = auto: 2 on a CPU, where big conv batches fall out
@@ -60,6 +74,26 @@ class ExtractConfig:
     strict: bool = False  # stop at the first bad image instead of recording it and going on
     device: str = "auto"  # auto, cpu, cuda, cuda:1 ...
     progress: bool = True  # show a progress bar
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images (width x height) are recorded as failed, not decoded
+
+    def __post_init__(self) -> None:
+        """Checks the settings; each ValueError names the field and its command-line option."""
+        self.images, self.out = Path(self.images), Path(self.out)
+        self.weights = Path(self.weights) if self.weights is not None else None
+        checks = [
+            (self.batch_size >= 1, "batch_size (--batch-size) must be at least 1", self.batch_size),
+            (self.forward_batch >= 0, "forward_batch (--forward-batch) must be 0 (auto) or positive",
+             self.forward_batch),
+            (self.workers >= -1, "workers (--workers) must be -1 (auto), 0 (inline) or positive", self.workers),
+            (self.max_pixels >= 1, "max_pixels (--max-pixels) must be positive", self.max_pixels),
+            (self.dtype in STORE_DTYPES, f"dtype (--dtype) must be one of {sorted(STORE_DTYPES)}", self.dtype),
+        ]
+        for ok, message, value in checks:
+            if not ok:
+                raise ValueError(f"{message}, got {value!r}")
+        get_preset(self.preset, self.resize)  # unknown preset / resize mode: a ValueError naming it
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"out (--out) {self.out}: exists and is not a directory (a feature store is a folder)")
 
 
 @dataclass
@@ -68,9 +102,11 @@ class ExtractSummary:
 
     store: str
     total: int  # images in the input
-    skipped: int  # already finished before this run
+    skipped: int  # already stored before this run
+    retried: int  # images that had failed before and were tried again in this run (all ranks)
     extracted: int  # written by this rank in this run
     failed: int  # bad images recorded by this rank in this run
+    failures_remaining: int  # images of the store that still fail after this run (the lines of errors.jsonl)
     seconds: float
     images_per_s: float
     rank: int
@@ -80,8 +116,9 @@ class ExtractSummary:
 def list_images(source: Path) -> list[ImageEntry]:
     """Images of a directory (recursive; id = relative path without suffix) or of a list file, sorted by id."""
     source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if source.is_dir():  # dangling symbolic links are kept: they fail visibly, with the reason recorded
+        files = sorted(p for p in source.rglob("*")
+                       if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_symlink() and not p.exists()))
         entries = [ImageEntry(p.relative_to(source).with_suffix("").as_posix(), p) for p in files]
     elif source.is_file():
         entries = []
@@ -93,7 +130,11 @@ def list_images(source: Path) -> list[ImageEntry]:
             p = p if p.is_absolute() else source.parent / p
             entries.append(ImageEntry(image_id.strip() if image_id else p.stem, p))
     else:
-        raise FileNotFoundError(f"{source}: no such image directory or list file")
+        raise FileNotFoundError(f"images (--images) {source}: no such image directory or list file")
+    if not entries:
+        what = f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder or below" if source.is_dir() \
+            else "the list file names no image"
+        raise ValueError(f"images (--images) {source}: {what}")
     seen: dict[str, Path] = {}
     for e in entries:
         if e.id in seen:
@@ -105,8 +146,8 @@ def list_images(source: Path) -> list[ImageEntry]:
 class PreparedImages(Dataset):
     """Decodes and preprocesses one image per item; a bad image yields an item with `error` set."""
 
-    def __init__(self, entries: list[ImageEntry], preset: Preset, encoder: Encoder) -> None:
-        self.entries, self.preset = entries, preset
+    def __init__(self, entries: list[ImageEntry], preset: Preset, encoder: Encoder, max_pixels: int) -> None:
+        self.entries, self.preset, self.max_pixels = entries, preset, max_pixels
         self.mean, self.std, self.native = encoder.mean, encoder.std, encoder.native_size
 
     def __len__(self) -> int:
@@ -115,7 +156,7 @@ class PreparedImages(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         e = self.entries[i]
         try:
-            p = prepare(load_image(e.path), self.preset, self.mean, self.std, self.native)
+            p = prepare(load_image(e.path, self.max_pixels), self.preset, self.mean, self.std, self.native)
         except ImageDecodeError as err:
             return {"id": e.id, "path": str(e.path), "error": str(err)}
         return {"id": e.id, "path": str(e.path), "pixels": p.pixels, "content_hw": p.content_hw, "error": None}
@@ -128,13 +169,16 @@ def provenance(cfg: ExtractConfig, encoder: Encoder) -> dict[str, Any]:
 
     import clipvil
 
-    preset = get_preset(cfg.preset)
-    info = encoder.weights_info  # type: ignore[attr-defined]
+    preset = get_preset(cfg.preset, cfg.resize)
+    info = encoder.weights_info
     size = "x".join(map(str, output_size(preset, (1, 2), encoder.native_size)))
+    act = encoder.activation
     return {
         "encoder": encoder.name, "weights_sha256": info.sha256, "weights_format": info.format,
-        "preset": preset.name, "input_size": size if preset.mode != "pad" else f"{size} (or transposed), padded",
-        "layer": encoder.layer, "block": cfg.block,
+        "preset": preset.name, "resize": preset.resize if preset.mode == "resize" else None,
+        "input_size": size if preset.mode != "pad" else f"{size} (or transposed), padded",
+        "layer": encoder.layer, "block": cfg.block, "block_index": getattr(encoder, "block", None),
+        "activation": act.name if act else None, "activation_source": act.source if act else None,
         "stride": encoder.stride, "dim": encoder.dim, "dtype": cfg.dtype,
         "pooled": cfg.pooled,
         "versions": {"clipvil": clipvil.__version__, "torch": torch.__version__,
@@ -153,8 +197,9 @@ def auto_workers(device: torch.device) -> int:
 
 
 def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`auto` / `cpu` / `cuda` through the one device set-up (clipvil.common.distributed); `cuda:N` as given."""
+    if name in ("auto", "cpu", "cuda"):
+        return pick_device(name)
     return torch.device(name)
 
 
@@ -192,28 +237,65 @@ def _join_group(world: int) -> bool:
     return True
 
 
-def run_extract(cfg: ExtractConfig) -> ExtractSummary:
-    """Extracts every pending image of `cfg.images` into `cfg.out`; see the module docstring."""
-    if cfg.dtype not in STORE_DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(STORE_DTYPES)}, got {cfg.dtype!r}")
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+def _finish(root: Path, rank: int, dist: bool) -> int:
+    """After every rank is done: rank 0 writes the index and errors.jsonl; returns the failures left."""
+    if dist:
+        torch.distributed.barrier()
+    store = FeatureStore(root) if rank == 0 else None
+    if store is not None:
+        store.write_index()
+        store.write_errors_file()
+    if dist:  # the others read the index only once it is complete
+        torch.distributed.barrier()
+    remaining = len((store or FeatureStore(root)).failures)
+    if dist:
+        torch.distributed.destroy_process_group()
+    return remaining
+
+
+def _start(cfg: ExtractConfig, rank: int, world: int) -> tuple[Encoder, torch.device, list[ImageEntry], bool]:
+    """Everything that can fail on bad settings, before the store is touched."""
+    entries = list_images(cfg.images)
     device = _pick_device(cfg.device)
     if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     encoder = build_encoder(cfg.encoder, cfg.weights, trainable=False, block=cfg.block)
-    encoder = encoder.to(device)  # type: ignore[attr-defined]
-    dist = _join_group(world)
+    encoder = encoder.to(device)
+    return encoder, device, entries, _join_group(world)
+
+
+def run_extract(cfg: ExtractConfig) -> ExtractSummary:
+    """Extracts every pending image of `cfg.images` into `cfg.out`; see the module docstring."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    encoder, device, entries, dist = _start(cfg, rank, world)
+    fresh = not (Path(cfg.out) / PROVENANCE_FILE).exists()
     root = open_for_writing(cfg.out, provenance(cfg, encoder), rank)
-    entries = list_images(cfg.images)
-    finished = FeatureStore(root).finished_ids
+    try:
+        return _extract(cfg, root, encoder, device, entries, dist, rank, world)
+    except BaseException:
+        if fresh and rank == 0 and remove_if_empty(root):
+            log.info("%s: removed the empty store of this failed run", root)
+        raise
+
+
+def _extract(
+    cfg: ExtractConfig, root: Path, encoder: Encoder, device: torch.device, entries: list[ImageEntry], dist: bool,
+    rank: int, world: int,
+) -> ExtractSummary:
+    store = FeatureStore(root)
+    done, failed_before = store.stored_ids, store.failed_ids
     if dist:  # every rank must split the same pending list: nobody writes before all have looked
         torch.distributed.barrier()
-    pending = [e for e in entries if e.id not in finished]
+    pending = [e for e in entries if e.id not in done]
+    retried = sum(1 for e in pending if e.id in failed_before)
+    if retried and rank == 0:
+        log.info("retrying %d image(s) that failed before", retried)
     batches = [list(range(i, min(i + cfg.batch_size, len(pending)))) for i in range(0, len(pending), cfg.batch_size)]
     mine = batches[rank::world]
     workers = auto_workers(device) if cfg.workers < 0 else cfg.workers
-    loader = DataLoader(PreparedImages(pending, get_preset(cfg.preset), encoder), batch_sampler=mine,
-                        num_workers=workers, collate_fn=list, prefetch_factor=4 if workers else None)
+    dataset = PreparedImages(pending, get_preset(cfg.preset, cfg.resize), encoder, cfg.max_pixels)
+    loader = DataLoader(dataset, batch_sampler=mine, num_workers=workers, collate_fn=list,
+                        prefetch_factor=4 if workers else None)
     bar = tqdm(total=sum(map(len, mine)), unit="img", desc=f"extract {encoder.name} [rank {rank}]",
                disable=not cfg.progress, dynamic_ncols=True)
     extracted = failed = 0
@@ -229,14 +311,11 @@ def run_extract(cfg: ExtractConfig) -> ExtractSummary:
         bar.set_postfix(failed=failed)
     bar.close()
     seconds = time.perf_counter() - start
-    if dist:
-        torch.distributed.barrier()
-    if rank == 0:
-        FeatureStore(root).write_errors_file()
-    if dist:
-        torch.distributed.destroy_process_group()
-    return ExtractSummary(str(root), len(entries), len(entries) - len(pending), extracted, failed, seconds,
-                          extracted / seconds if seconds > 0 else 0.0, rank, world)
+    remaining = _finish(root, rank, dist)
+    if remaining and rank == 0:
+        log.info("%d image(s) still fail; see %s", remaining, root / "errors.jsonl")
+    return ExtractSummary(str(root), len(entries), len(entries) - len(pending), retried, extracted, failed,
+                          remaining, seconds, extracted / seconds if seconds > 0 else 0.0, rank, world)
 
 
 def summary_dict(summary: ExtractSummary) -> dict[str, Any]:

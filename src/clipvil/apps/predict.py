@@ -1,4 +1,5 @@
-"""Answering one question about one image with a trained VQA checkpoint: image → encoder → grid → head.
+"""Answering one question about one image with a trained VQA checkpoint (`predict_vqa`), or captioning it
+with a captioning checkpoint (`predict_caption`): image → encoder → grid → head.
 
 The checkpoint alone is enough (it can be copied anywhere): it carries its config, the vocabularies and the
 feature store's provenance, which names the encoder, its weights' sha256 and the preset the head was trained
@@ -16,6 +17,7 @@ import torch
 from clipvil.common.distributed import pick_device
 from clipvil.encoders import build_encoder, get_preset, load_image, prepare
 from clipvil.encoders.weights import WeightsError, sha256_file
+from clipvil.tasks.caption_predict import CaptionResult
 from clipvil.tasks.grid_source import concat_grids
 from clipvil.tasks.registry import get_task
 from clipvil.tasks.vqa_predict import VqaAnswer
@@ -77,6 +79,15 @@ def check_weights(features: dict[str, Any], weights: list[Path | None], checkpoi
                                f"({prov['encoder']}, sha256 {prov['weights_sha256'][:12]}…)")
 
 
+def preset_of(prov: dict[str, Any]) -> Any:
+    """The input preset a store was made with, resize mode included (stores written before the `resize` field
+    existed used one bicubic resize for the fixed-size presets)."""
+    preset = get_preset(prov["preset"])
+    if preset.mode == "resize":
+        return get_preset(prov["preset"], prov.get("resize") or "direct-bicubic")
+    return preset
+
+
 def encode_image(image: str | Path, features: dict[str, Any], weights: list[Path | None],
                  device: torch.device) -> GridFeatures:
     """The grid of one image [1, N, C], made as the training features were (every plugin encoder)."""
@@ -84,8 +95,7 @@ def encode_image(image: str | Path, features: dict[str, Any], weights: list[Path
     for i, prov in enumerate(_provenances(features)):
         encoder = build_encoder(prov["encoder"], weights[i] if weights else None, block=int(prov.get("block", -1)))
         encoder.to(device)  # type: ignore[attr-defined]
-        prepared = prepare(load_image(image), get_preset(prov["preset"]), encoder.mean, encoder.std,
-                           encoder.native_size)
+        prepared = prepare(load_image(image), preset_of(prov), encoder.mean, encoder.std, encoder.native_size)
         with torch.inference_mode():
             grids.append(encoder(prepared.pixels[None].to(device), [prepared.content_hw]))
     return grids[0] if len(grids) == 1 else concat_grids(grids)
@@ -94,7 +104,7 @@ def encode_image(image: str | Path, features: dict[str, Any], weights: list[Path
 def predict_vqa(
     checkpoint: str | Path,
     image: str | Path,
-    question: str,
+    question: str | None,
     k: int = 5,
     weights: list[Path | None] | Path | None = None,
 ) -> VqaAnswer:
@@ -106,9 +116,35 @@ def predict_vqa(
         raise FileNotFoundError(f"--image: no such file: {image}")
     loaded = load_predictor(checkpoint)
     if loaded.task_name != "vqa":
-        raise ValueError(f"{checkpoint}: a {loaded.task_name!r} checkpoint, not a VQA one")
+        hint = "; leave out --question to caption the image" if loaded.task_name == "caption" else ""
+        raise ValueError(f"{checkpoint}: a {loaded.task_name!r} checkpoint, not a VQA one{hint}")
+    if question is None or not question.strip():
+        raise ValueError(f"{checkpoint}: a VQA checkpoint answers a question: pass --question")
     predictor = loaded.predictor
     files = [weights] if isinstance(weights, Path) else list(weights or [])
     check_weights(predictor.features, files, loaded.path)
     grid = encode_image(image, predictor.features, files, predictor.device)
     return predictor.answer(grid, question, k)
+
+
+def predict_caption(
+    checkpoint: str | Path,
+    image: str | Path,
+    beam_size: int | None = None,
+    weights: list[Path | None] | Path | None = None,
+) -> CaptionResult:
+    """The caption of `image` from a captioning checkpoint (any copy of best.pt / last.pt), decoded with beam
+    search of `beam_size` (None: the recipe's task.beam_size; 1: greedy). `weights` as for `predict_vqa`."""
+    if beam_size is not None and beam_size < 1:
+        raise ValueError(f"--beam-size must be >= 1, got {beam_size}")
+    if not Path(image).is_file():
+        raise FileNotFoundError(f"--image: no such file: {image}")
+    loaded = load_predictor(checkpoint)
+    if loaded.task_name != "caption":
+        hint = {"vqa": "; pass --question", "grounding": "; pass --expression"}.get(loaded.task_name, "")
+        raise ValueError(f"{checkpoint}: a {loaded.task_name!r} checkpoint, not a captioning one{hint}")
+    predictor = loaded.predictor
+    files = [weights] if isinstance(weights, Path) else list(weights or [])
+    check_weights(predictor.features, files, loaded.path)
+    grid = encode_image(image, predictor.features, files, predictor.device)
+    return predictor.caption(grid, beam_size)

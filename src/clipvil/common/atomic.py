@@ -27,12 +27,13 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], Any], tmp: Path | None = None) -> None:
     """Calls `write(tmp)` to fill a temporary file beside `path`, fsyncs it, renames it over `path` and fsyncs
-    the directory. On any error the temporary file is removed and `path` is left as it was."""
+    the directory. On any error the temporary file is removed and `path` is left as it was. `tmp` names the
+    temporary file when the caller cleans up its own leftovers by name (default: `temporary_name(path)`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
+    tmp = tmp or temporary_name(path)
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:

@@ -1,12 +1,18 @@
 """CLIP image towers (open_clip) as grid-feature encoders.
 
 - ResNet towers give the layer4 map, before the attention pool (stride 32).
-- ViT towers give the patch tokens (CLS kept apart) of the last block — after the final LayerNorm, so
-  they equal open_clip's own tokens at the native size — or of an earlier block (e.g. the penultimate),
-  without it. Any input size works, square or not: the learned positional grid is bilinearly resized to
-  the input's grid and *used* (the official code's resize produced zero position embeddings).
-- Other open_clip towers built on timm trunks (ConvNeXt, ...) give their trunk's last feature map.
+- ViT towers give the patch tokens (CLS kept apart) of the last block — after the final LayerNorm where
+  open_clip applies it to its tokens (not for towers that pool before it, or whose LayerNorm belongs to an
+  attentional pooler), so they equal open_clip's own tokens at the native size — or of an earlier block (e.g.
+  the penultimate), without it. Any input size works, square or not: the learned positional grid is bilinearly resized to
+  the input's grid and *used*. Official bugs record: in CLIP-ViL's captioning extraction script before its
+  fix (pull request #14), the resized position table was assigned to `.weight` while the forward pass used
+  the untouched zero tensor — the ViT features had no positions, which is what degraded the paper's ViT rows.
+  In its VQA extraction scripts as released, the ViT branch cannot run (it reads the attention pool that a
+  ViT does not have) and the resize targets a square grid.
+- Other open_clip towers built on timm trunks with a convolutional map (ConvNeXt) give the trunk's last map.
 
+The pooled embedding always comes from the same forward as the grid, over the real (unpadded) cells only.
 Weights stay in fp32 (the official code loaded CLIP in fp16 by default); callers pick autocast if they want.
 """
 
@@ -21,29 +27,15 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from clipvil.encoders.posembed import resize_grid_embedding
-from clipvil.encoders.preprocess import grid_mask
+from clipvil.encoders.tower import Activation, Tower, WeightsInfo, batch_masks, real_extent
 from clipvil.types import GridFeatures
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def batch_masks(
-    content_hw: Sequence[tuple[int, int]] | None, batch: int, grid_hw: tuple[int, int], stride: int, device: torch.device
-) -> torch.Tensor:
-    """[B, h*w] validity of grid cells given each image's real (unpadded) pixel size; all True if None."""
-    if content_hw is None:
-        return torch.ones(batch, grid_hw[0] * grid_hw[1], dtype=torch.bool, device=device)  # [B, N]
-    return torch.stack([grid_mask(hw, grid_hw, stride) for hw in content_hw]).to(device)  # [B, N]
-
-
-class _Frozen(nn.Module):
-    """Keeps a frozen tower in eval mode (BatchNorm statistics and dropout fixed) whatever .train() says."""
-
-    trainable: bool
-
-    def train(self, mode: bool = True) -> _Frozen:
-        return super().train(mode and self.trainable)
+def _square(size: int | Sequence[int]) -> int:
+    return int(size if isinstance(size, int) else size[0])
 
 
 def masked_attention_pool(
@@ -67,21 +59,17 @@ def masked_attention_pool(
     return out[0]  # [B, D]
 
 
-class ClipResNetTower(_Frozen):
-    """A CLIP ModifiedResNet: layer4 grid [B, h*w, C] at stride 32, pooled = attention pool (projected)."""
+class ClipResNetTower(Tower):
+    """A CLIP ModifiedResNet: layer4 grid [B, h*w, C] at stride 32, pooled = attention pool over real cells."""
 
-    stride = 32
-
-    def __init__(self, name: str, visual: ModifiedResNet, trainable: bool = False) -> None:
-        super().__init__()
-        self.name, self.visual, self.trainable = name, visual, trainable
-        self.native_size = int(visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0])
-        self.dim = int(visual.attnpool.k_proj.in_features)
-        self.embed_dim = int(visual.attnpool.c_proj.out_features)
-        self.mean, self.std = CLIP_MEAN, CLIP_STD
-        self.layer = "layer4"
-        self.requires_grad_(trainable)
-        self.train(trainable)
+    def __init__(self, name: str, visual: ModifiedResNet, weights: WeightsInfo, trainable: bool = False) -> None:
+        super().__init__(
+            name=name, stride=32, dim=int(visual.attnpool.k_proj.in_features),
+            embed_dim=int(visual.attnpool.c_proj.out_features), native_size=_square(visual.image_size),
+            mean=CLIP_MEAN, std=CLIP_STD, layer="layer4", weights=weights, trainable=trainable,
+        )
+        self.visual = visual
+        self._settle()
 
     def forward(
         self, pixels: torch.Tensor, content_hw: Sequence[tuple[int, int]] | None = None, pooled: bool = False
@@ -99,26 +87,28 @@ class ClipResNetTower(_Frozen):
         return GridFeatures(feats, mask, (h, w), emb)
 
 
-class ClipViTTower(_Frozen):
+class ClipViTTower(Tower):
     """A CLIP VisionTransformer: patch tokens [B, h*w, width] of block `block` (-1 last, -2 penultimate)."""
 
-    def __init__(self, name: str, visual: VisionTransformer, trainable: bool = False, block: int = -1) -> None:
-        super().__init__()
+    def __init__(
+        self, name: str, visual: VisionTransformer, weights: WeightsInfo, activation: Activation,
+        trainable: bool = False, block: int = -1,
+    ) -> None:
         n_blocks = len(visual.transformer.resblocks)
         if not -n_blocks <= block < n_blocks:
             raise ValueError(f"{name}: block {block} out of range for {n_blocks} blocks")
-        self.name, self.visual, self.trainable = name, visual, trainable
-        self.block = block % n_blocks
-        self.final_norm = self.block == n_blocks - 1
-        self.stride = int(visual.patch_size[0])
+        block = block % n_blocks
+        final = block == n_blocks - 1
+        super().__init__(
+            name=name, stride=int(visual.patch_size[0]), dim=int(visual.conv1.out_channels),
+            embed_dim=int(visual.proj.shape[1]) if visual.proj is not None else int(visual.conv1.out_channels),
+            native_size=_square(visual.image_size), mean=CLIP_MEAN, std=CLIP_STD,
+            layer="last" if final else f"block{block}", weights=weights, trainable=trainable, activation=activation,
+        )
+        self.block, self.final_norm = block, final
         self.native_grid = tuple(int(g) for g in visual.grid_size)
-        self.native_size = int(visual.image_size[0])
-        self.dim = int(visual.conv1.out_channels)
-        self.embed_dim = int(visual.proj.shape[1]) if visual.proj is not None else self.dim
-        self.mean, self.std = CLIP_MEAN, CLIP_STD
-        self.layer = "last" if self.final_norm else f"block{self.block}"
-        self.requires_grad_(trainable)
-        self.train(trainable)
+        self.visual = visual
+        self._settle()
 
     def position_table(self, grid_hw: tuple[int, int]) -> torch.Tensor:
         """[1 + h*w, width] positions for a (h, w) grid: the learned table, bilinearly resized."""
@@ -134,6 +124,21 @@ class ClipViTTower(_Frozen):
         bias = torch.zeros(b, 1, n + 1, device=mask.device).masked_fill(~keys[:, None, :], float("-inf"))
         return bias.expand(b, n + 1, n + 1).repeat_interleave(heads, dim=0)  # [B*heads, L, L]
 
+    def _pooled(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """open_clip's own pooling of the last block's output x [B, 1+N, W], restricted to the real patches."""
+        v, padded = self.visual, not bool(mask.all())
+        if v.attn_pool is not None and padded:
+            raise ValueError(f"{self.name}: the pooled embedding of padded images is not supported for towers "
+                             "with an attentional pooler (CoCa): it would attend to the padding")
+        if v.attn_pool is None and v.pool_type == "avg":  # mean of the patch tokens: over the real ones only
+            x = x if v.final_ln_after_pool else v.ln_post(x)  # [B, 1+N, W]
+            weights = mask.unsqueeze(-1).to(x.dtype)  # [B, N, 1]
+            emb = (x[:, 1:] * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # [B, W]
+            emb = v.ln_post(emb) if v.final_ln_after_pool else emb  # [B, W]
+        else:  # CLS token (it attended to the real patches only) or the attentional pooler
+            emb, _ = v._pool(x)  # [B, W]
+        return emb @ v.proj if v.proj is not None else emb  # [B, D]
+
     def forward(
         self, pixels: torch.Tensor, content_hw: Sequence[tuple[int, int]] | None = None, pooled: bool = False
     ) -> GridFeatures:
@@ -148,30 +153,37 @@ class ClipViTTower(_Frozen):
         attn_mask = self._padding_attn_mask(mask)
         x, inter = v.transformer.forward_intermediates(x, attn_mask=attn_mask, indices=[self.block], stop_early=not pooled)
         tokens = inter[0][:, 1:]  # [B, N, W]
-        if self.final_norm:
+        if self.final_norm and v.attn_pool is None and not v.final_ln_after_pool:  # as open_clip's own tokens
             tokens = v.ln_post(tokens)  # [B, N, W]
-        emb = None
-        if pooled:
-            emb, _ = v._pool(x)  # [B, W]: open_clip's own pooling (CLS + ln_post, or its variant)
-            emb = emb @ v.proj if v.proj is not None else emb  # [B, D]
+        emb = self._pooled(x, mask) if pooled else None  # [B, D]
         return GridFeatures(tokens, mask, (h, w), emb)
 
 
-class ClipTimmTower(_Frozen):
-    """An open_clip tower built on a timm trunk (ConvNeXt, ...): the trunk's last feature map as the grid."""
+class ClipTimmTower(Tower):
+    """An open_clip tower built on a timm trunk with a convolutional map (ConvNeXt): the trunk's last map as the
+    grid; pooled = the model's own head (pool, norm, projection) over each image's real cells."""
 
-    def __init__(self, name: str, visual: nn.Module, trainable: bool = False) -> None:
-        super().__init__()
-        self.name, self.visual, self.trainable = name, visual, trainable
+    def __init__(self, name: str, visual: nn.Module, weights: WeightsInfo, trainable: bool = False) -> None:
         info = visual.trunk.feature_info[-1]
-        self.stride, self.dim = int(info["reduction"]), int(info["num_chs"])
-        size = visual.image_size
-        self.native_size = int(size if isinstance(size, int) else size[0])
-        self.embed_dim = None
-        self.mean, self.std = CLIP_MEAN, CLIP_STD
-        self.layer = "trunk"
-        self.requires_grad_(trainable)
-        self.train(trainable)
+        super().__init__(
+            name=name, stride=int(info["reduction"]), dim=int(info["num_chs"]),
+            embed_dim=int(visual.head[-1].out_features) if hasattr(visual.head[-1], "out_features") else None,
+            native_size=_square(visual.image_size), mean=CLIP_MEAN, std=CLIP_STD, layer="trunk",
+            weights=weights, trainable=trainable,
+        )
+        self.visual = visual
+        self._settle()
+
+    def _pooled(self, fmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        v = self.visual
+        if bool(mask.all()):
+            return v.head(v.trunk.forward_head(fmap))  # [B, D]: exactly open_clip's visual(x)
+        h, w = fmap.shape[-2:]
+        crops = []
+        for i in range(fmap.shape[0]):  # each image's real cells are a top-left block of its own size
+            rows, cols = real_extent(mask[i], (h, w))
+            crops.append(v.head(v.trunk.forward_head(fmap[i:i + 1, :, :rows, :cols])))  # [1, D]
+        return torch.cat(crops)  # [B, D]
 
     def forward(
         self, pixels: torch.Tensor, content_hw: Sequence[tuple[int, int]] | None = None, pooled: bool = False
@@ -179,5 +191,5 @@ class ClipTimmTower(_Frozen):
         fmap = self.visual.trunk.forward_features(pixels)  # [B, C, h, w]
         b, _, h, w = fmap.shape
         mask = batch_masks(content_hw, b, (h, w), self.stride, fmap.device)  # [B, N]
-        emb = self.visual(pixels) if pooled else None  # [B, D]
+        emb = self._pooled(fmap, mask) if pooled else None  # [B, D]
         return GridFeatures(fmap.flatten(2).transpose(1, 2), mask, (h, w), emb)

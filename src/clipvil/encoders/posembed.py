@@ -1,8 +1,10 @@
 """Resizing a learned positional grid to a new (possibly non-square) grid.
 
-The official CLIP-ViL code resized ViT position embeddings into a freshly made *zero* tensor that was then
-used in place of the interpolated one, so its features carried no positions at all; it also only handled
-square grids. Here the interpolated table is returned and used, for any (h, w).
+Official bugs record: in CLIP-ViL's captioning extraction script before its fix (pull request #14), the resized
+position table was assigned to `.weight` while the forward pass used the untouched zero tensor — the ViT features
+had no positions, which is what degraded the paper's ViT rows. In its VQA extraction scripts as released, the ViT
+branch cannot run (it reads the attention pool that a ViT does not have) and the resize targets a square grid.
+Here the interpolated table is returned and used, for any (h, w).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one interface every encoder obeys (a Protocol; towers are plain nn.Modules)."""
+"""The one interface every encoder obeys (a Protocol; every registered tower subclasses clipvil.encoders.tower.Tower)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Protocol
 
 import torch
 
+from clipvil.encoders.tower import Activation, WeightsInfo
 from clipvil.types import GridFeatures
 
 
@@ -22,6 +23,8 @@ class Encoder(Protocol):
     std: tuple[float, ...]  # per-channel normalisation std
     layer: str  # which layer the grid comes from ("layer4", "last", "block10", ...)
     trainable: bool  # False: frozen, always in eval mode
+    weights_info: WeightsInfo  # where the weights came from (path, sha256, format)
+    activation: Activation | None  # ViTs: QuickGELU or GELU and why; None where the tower has no such choice
 
     def __call__(
         self, pixels: torch.Tensor, content_hw: Sequence[tuple[int, int]] | None = None, pooled: bool = False

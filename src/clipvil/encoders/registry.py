@@ -1,40 +1,48 @@
-"""`build_encoder(name, weights=None, trainable=False)`: every open_clip tower by name, and timm baselines.
+"""`build_encoder(name, weights=None, trainable=False)`: every supported open_clip tower by name, and timm baselines.
 
 Weights come from local files only (see clipvil.encoders.weights for the formats). Without weights the tower
 is randomly initialised — fine for tests and smoke runs, and always reported as "random".
+
+Tower families (`tower_family`): the open_clip ResNets, the open_clip ViTs, open_clip towers on a timm trunk with a
+convolutional map (ConvNeXt), and the timm ImageNet baselines. open_clip towers on timm transformer trunks (EVA,
+SigLIP, Swin, ...) give tokens, not a map, and are refused with a clear error; `list_encoders()` leaves them out.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
+import timm
 import torch
-from open_clip.modified_resnet import ModifiedResNet
-from open_clip.transformer import VisionTransformer
 from torch import nn
 
+from clipvil.encoders.activation import choose_activation
 from clipvil.encoders.clip_towers import ClipResNetTower, ClipTimmTower, ClipViTTower
-from clipvil.encoders.protocol import Encoder
+from clipvil.encoders.small_clip import register_model_configs
 from clipvil.encoders.timm_towers import TimmGridTower
-from clipvil.encoders.weights import WeightsError, load_checked, read_state_dict, select_prefix, sha256_file
+from clipvil.encoders.tower import Tower, WeightsInfo
+from clipvil.encoders.weights import (
+    WeightFile,
+    WeightsError,
+    load_checked,
+    read_weights,
+    select_prefix,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
+register_model_configs()  # clipvil-rn-tiny, clipvil-vit-tiny (model_configs/) join open_clip.list_models()
 
 # name → timm architecture of the ImageNet baselines (the paper's "ImageNet ResNet-50" row)
 TIMM_BASELINES: dict[str, str] = {"imagenet-rn50": "resnet50"}
 RANDOM_INIT_SEED = 0  # towers built without a weight file are seeded, so every process builds the same one
+# timm modules whose models end in a convolutional [B, C, h, w] map an open_clip tower can use as its grid
+TIMM_CONV_MODULES = ("convnext",)
+FAMILIES = ("clip-resnet", "clip-vit", "clip-timm-conv", "timm-imagenet")
 
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Where an encoder's weights came from (goes into feature-store provenance)."""
-
-    path: str | None  # the file, or None for random initialisation
-    sha256: str  # hex digest of the file, or "random-seed0" for seeded random initialisation
-    format: str  # "openai-torchscript", "torch", "safetensors" or "random"
+__all__ = ["FAMILIES", "WeightsInfo", "build_encoder", "canonical_name", "list_encoders", "tower_family"]
 
 
 def canonical_name(name: str) -> str:
@@ -46,74 +54,105 @@ def canonical_name(name: str) -> str:
         return candidate
     raise ValueError(
         f"unknown encoder {name!r}: use an open_clip model name (e.g. RN50, RN101, RN50x4, RN50x16, ViT-B-32, "
-        f"ViT-B-16, ViT-L-14; see open_clip.list_models()) or one of {sorted(TIMM_BASELINES)}"
+        f"ViT-B-16, ViT-L-14, ViT-B-32-quickgelu; see list_encoders()) or one of {sorted(TIMM_BASELINES)}"
     )
 
 
+def _family_of_config(cfg: dict | None) -> str | None:
+    vision = (cfg or {}).get("vision_cfg")
+    if not vision:
+        return None
+    if vision.get("timm_model_name"):
+        conv = timm.models.is_model_in_modules(vision["timm_model_name"], list(TIMM_CONV_MODULES))
+        return "clip-timm-conv" if conv else None
+    return "clip-resnet" if isinstance(vision.get("layers"), (list, tuple)) else "clip-vit"
+
+
+def tower_family(name: str) -> str:
+    """The family (one of FAMILIES) of tower `name` builds, from its config alone (nothing is built)."""
+    cname = canonical_name(name)
+    if cname in TIMM_BASELINES:
+        return "timm-imagenet"
+    family = _family_of_config(open_clip.get_model_config(cname))
+    if family is None:
+        cfg = open_clip.get_model_config(cname) or {}
+        trunk = cfg.get("vision_cfg", {}).get("timm_model_name")
+        what = f"its timm trunk {trunk!r} gives tokens, not a feature map" if trunk else "it has no vision tower"
+        raise ValueError(f"encoder {cname!r} has no grid-feature support: {what} "
+                         f"(supported families: {', '.join(FAMILIES)})")
+    return family
+
+
 def list_encoders() -> list[str]:
-    """Every name build_encoder accepts."""
-    return sorted(TIMM_BASELINES) + list(open_clip.list_models())
+    """Every name build_encoder accepts (open_clip towers of a supported family, and the timm baselines)."""
+    clip = [n for n in open_clip.list_models() if _family_of_config(open_clip.get_model_config(n)) is not None]
+    return sorted(TIMM_BASELINES) + clip
 
 
-def _build_clip_visual(name: str, fmt: str) -> nn.Module:
-    """The open_clip vision tower of `name` (fp32, randomly initialised)."""
-    cfg = open_clip.get_model_config(name)
-    if cfg is None or "vision_cfg" not in cfg:
-        raise ValueError(f"open_clip has no vision config for {name!r}")
-    # OpenAI's archives were trained with QuickGELU (matters for ViT towers); open_clip names say it themselves.
-    quick_gelu = bool(cfg.get("quick_gelu", False)) or fmt == "openai-torchscript"
-    return open_clip.model._build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=quick_gelu)
-
-
-def _wrap(name: str, visual: nn.Module, trainable: bool, block: int) -> nn.Module:
-    if isinstance(visual, ModifiedResNet):
-        return ClipResNetTower(name, visual, trainable)
-    if isinstance(visual, VisionTransformer):
-        return ClipViTTower(name, visual, trainable, block)
-    if hasattr(visual, "trunk"):
-        return ClipTimmTower(name, visual, trainable)
-    raise ValueError(f"{name}: open_clip tower type {type(visual).__name__} has no grid-feature support")
+def _weights_info(weights: str | Path | None, loaded: WeightFile | None) -> WeightsInfo:
+    if weights is None or loaded is None:
+        return WeightsInfo(None, f"random-seed{RANDOM_INIT_SEED}", "random")
+    return WeightsInfo(str(weights), sha256_file(weights), loaded.format)
 
 
 def build_encoder(
     name: str, weights: str | Path | None = None, trainable: bool = False, block: int = -1
-) -> Encoder:
+) -> Tower:
     """Builds a grid-feature encoder.
 
-    name: an open_clip model name (RN50, ViT-B-32, ...; "ViT-B/32" also accepted) or "imagenet-rn50".
+    name: an open_clip model name (RN50, ViT-B-32, ViT-B-32-quickgelu, ...; "ViT-B/32" also accepted) or
+        "imagenet-rn50".
     weights: a local weight file (OpenAI TorchScript archive, open_clip checkpoint, safetensors, timm file);
         None = random initialisation (logged as a warning).
     trainable: False freezes the tower (no grads, always eval mode).
     block: ViT only — which transformer block's tokens (-1 last, -2 penultimate).
     """
     cname = canonical_name(name)
-    state, fmt = read_state_dict(weights) if weights is not None else ({}, "random")
+    family = tower_family(cname)
+    loaded = read_weights(weights) if weights is not None else None
+    info = _weights_info(weights, loaded)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)  # random towers are the same in every process (resume, ranks)
-        tower = _build_tower(cname, state, fmt, weights, trainable, block)
+        if family == "timm-imagenet":
+            tower: Tower = _build_timm(cname, loaded, weights, info, trainable)
+        else:
+            tower = _build_clip(cname, family, loaded, weights, info, trainable, block)
     if weights is None:
         log.warning("encoder %s has RANDOM weights (seed %d; no --weights file given)", cname, RANDOM_INIT_SEED)
-    tower.weights_info = WeightsInfo(
-        str(weights) if weights is not None else None,
-        sha256_file(weights) if weights is not None else f"random-seed{RANDOM_INIT_SEED}",
-        fmt,
-    )
-    return tower  # type: ignore[return-value]
-
-
-def _build_tower(
-    cname: str, state: dict, fmt: str, weights: str | Path | None, trainable: bool, block: int
-) -> nn.Module:
-    if cname in TIMM_BASELINES:
-        tower: nn.Module = TimmGridTower(cname, TIMM_BASELINES[cname], trainable)
-        if weights is not None:
-            load_checked(tower.model, state, Path(weights), cname)
-    else:
-        visual = _build_clip_visual(cname, fmt)
-        if weights is not None:
-            vstate = select_prefix(state, "visual.")
-            if not vstate:
-                raise WeightsError(f"{weights}: no 'visual.*' weights in this file — is it a CLIP checkpoint?")
-            load_checked(visual, vstate, Path(weights), cname)
-        tower = _wrap(cname, visual, trainable, block)
     return tower
+
+
+def _build_timm(
+    cname: str, loaded: WeightFile | None, weights: str | Path | None, info: WeightsInfo, trainable: bool
+) -> Tower:
+    model = timm.create_model(TIMM_BASELINES[cname], pretrained=False)
+    if loaded is not None and weights is not None:
+        load_checked(model, loaded.state, Path(weights), cname)
+    return TimmGridTower(cname, model, info, trainable)
+
+
+def _build_clip(
+    cname: str, family: str, loaded: WeightFile | None, weights: str | Path | None, info: WeightsInfo,
+    trainable: bool, block: int,
+) -> Tower:
+    cfg = open_clip.get_model_config(cname)
+    assert cfg is not None  # tower_family checked it
+    activation = None
+    if family == "clip-vit":
+        activation, warning = choose_activation(cname, bool(cfg.get("quick_gelu", False)), loaded,
+                                                None if weights is None else str(weights), set(open_clip.list_models()))
+        if warning:
+            log.warning("%s", warning)
+    quick = activation is not None and activation.name == "quick_gelu"
+    visual: nn.Module = open_clip.model._build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=quick)
+    if loaded is not None and weights is not None:
+        vstate = select_prefix(loaded.state, "visual.")
+        if not vstate:
+            raise WeightsError(f"{weights}: no 'visual.*' weights in this file — is it a CLIP checkpoint?")
+        load_checked(visual, vstate, Path(weights), cname)
+    if family == "clip-resnet":
+        return ClipResNetTower(cname, visual, info, trainable)  # type: ignore[arg-type]
+    if family == "clip-vit":
+        assert activation is not None
+        return ClipViTTower(cname, visual, info, activation, trainable, block)  # type: ignore[arg-type]
+    return ClipTimmTower(cname, visual, info, trainable)

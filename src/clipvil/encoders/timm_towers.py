@@ -4,29 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import timm
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import nn
 
-from clipvil.encoders.clip_towers import _Frozen, batch_masks
+from clipvil.encoders.tower import Tower, WeightsInfo, batch_masks
 from clipvil.types import GridFeatures
 
 
-class TimmGridTower(_Frozen):
-    """A timm classification backbone; pooled = the mean of the valid cells (its pre-logits)."""
+class TimmGridTower(Tower):
+    """A timm classification backbone (built by the registry); pooled = the mean of the real cells of the same
+    forward (a ResNet's pre-logits: its global average pool, restricted to the unpadded cells)."""
 
-    def __init__(self, name: str, timm_name: str, trainable: bool = False, native_size: int = 224) -> None:
-        super().__init__()
-        self.name, self.trainable = name, trainable
-        self.model = timm.create_model(timm_name, pretrained=False)
-        info = self.model.feature_info[-1]
-        self.stride, self.dim = int(info["reduction"]), int(info["num_chs"])
-        self.embed_dim = self.dim
-        self.native_size = native_size
-        self.mean, self.std = tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
-        self.layer = "layer4"
-        self.requires_grad_(trainable)
-        self.train(trainable)
+    def __init__(
+        self, name: str, model: nn.Module, weights: WeightsInfo, trainable: bool = False, native_size: int = 224
+    ) -> None:
+        info = model.feature_info[-1]
+        super().__init__(
+            name=name, stride=int(info["reduction"]), dim=int(info["num_chs"]), embed_dim=int(info["num_chs"]),
+            native_size=native_size, mean=tuple(IMAGENET_DEFAULT_MEAN), std=tuple(IMAGENET_DEFAULT_STD),
+            layer="layer4", weights=weights, trainable=trainable,
+        )
+        self.model = model
+        self._settle()
 
     def forward(
         self, pixels: torch.Tensor, content_hw: Sequence[tuple[int, int]] | None = None, pooled: bool = False

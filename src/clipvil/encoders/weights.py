@@ -13,11 +13,16 @@ the file, the architecture and the first mismatching keys.
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from clipvil.common.state_dict import diff_state_dicts
 
 StateDict = dict[str, torch.Tensor]
 
@@ -64,27 +69,58 @@ def _unwrap(obj: object, path: Path) -> StateDict:
     return tensors
 
 
-def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
-    """Loads a weight file into a CPU state dict; returns it with the detected format."""
+@dataclass(frozen=True)
+class WeightFile:
+    """A weight file as read: its tensors, its format, and what the file says about how it was trained."""
+
+    state: StateDict  # CPU tensors, DDP's 'module.' prefix removed
+    format: str  # "openai-torchscript", "torch" or "safetensors"
+    saved_name: str | None  # an open_clip trainer checkpoint's top-level "name" (model/run name), if any
+    open_clip_config: dict[str, Any] | None  # open_clip_config.json beside the file (the hub layout), if any
+
+
+def _sibling_config(path: Path) -> dict[str, Any] | None:
+    cfg = path.with_name("open_clip_config.json")
+    if not cfg.is_file():
+        return None
+    try:
+        payload = json.loads(cfg.read_text())
+    except (OSError, ValueError) as err:
+        raise WeightsError(f"{cfg}: unreadable open_clip config beside the weights ({err})") from None
+    return payload if isinstance(payload, dict) else None
+
+
+def read_weights(path: str | Path) -> WeightFile:
+    """Loads a weight file into a CPU state dict, with its format and training hints."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weight file not found")
     fmt = detect_format(path)
+    saved_name = None
     try:
         if fmt == "safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path), device="cpu"), fmt
-        if fmt == "openai-torchscript":
+            state = load_file(str(path), device="cpu")
+        elif fmt == "openai-torchscript":
             archive = torch.jit.load(str(path), map_location="cpu")
             state = {k: v for k, v in archive.state_dict().items()}
-            return state, fmt
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, Mapping) and isinstance(obj.get("name"), str):
+                saved_name = obj["name"]
+            state = _unwrap(obj, path)
     except WeightsError:
         raise
-    except Exception as err:  # torch/safetensors raise many types for corrupt files
+    except Exception as err:  # noqa: BLE001 — torch/safetensors raise many types for corrupt files
         raise WeightsError(f"{path}: cannot read weights as {fmt} ({type(err).__name__}: {err})") from None
-    return _unwrap(obj, path), fmt
+    return WeightFile(state, fmt, saved_name, _sibling_config(path))
+
+
+def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
+    """Loads a weight file into a CPU state dict; returns it with the detected format."""
+    loaded = read_weights(path)
+    return loaded.state, loaded.format
 
 
 def select_prefix(state: StateDict, prefix: str) -> StateDict:
@@ -93,22 +129,11 @@ def select_prefix(state: StateDict, prefix: str) -> StateDict:
 
 
 def check_compatible(model_state: Mapping[str, torch.Tensor], file_state: StateDict, path: Path, arch: str) -> None:
-    """Raises WeightsError unless `file_state` has exactly the model's keys with the same shapes."""
-    missing = sorted(set(model_state) - set(file_state))
-    unexpected = sorted(set(file_state) - set(model_state))
-    mismatched = [
-        f"{k}: file {tuple(file_state[k].shape)} vs model {tuple(model_state[k].shape)}"
-        for k in sorted(set(model_state) & set(file_state))
-        if tuple(model_state[k].shape) != tuple(file_state[k].shape)
-    ]
-    if not (missing or unexpected or mismatched):
-        return
-    parts = []
-    for label, items in (("shape mismatches", mismatched), ("missing keys", missing), ("unexpected keys", unexpected)):
-        if items:
-            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
-            parts.append(f"{len(items)} {label}: {'; '.join(items[:3])}{more}")
-    raise WeightsError(f"{path}: these weights are not a {arch} checkpoint — " + " | ".join(parts))
+    """Raises WeightsError unless `file_state` has exactly the model's keys with the same shapes (the one
+    state-dict comparison of clipvil.common.state_dict, and its one error format)."""
+    problem = diff_state_dicts(model_state, file_state).describe(strict=True)
+    if problem:
+        raise WeightsError(f"{path}: these weights are not a {arch} checkpoint — {problem}")
 
 
 def load_checked(module: torch.nn.Module, file_state: StateDict, path: Path, arch: str) -> None:
