@@ -1,0 +1,72 @@
+"""`clipvil card`: step costs checked by hand on a toy network, and the card of a real recipe (its head shrunk by
+overrides so the measured step is quick) against facts derived by hand from the recipe and the data's sizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from clipvil.apps.card import make_card
+from clipvil.apps.card_measure import measure_step, step_flops_and_activations
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = {"hidden": 64, "ff": 128, "heads": 2, "layers": 1, "word_dim": 16, "flat_mlp": 64, "flat_out": 128}
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def test_toy_step_costs_by_hand() -> None:
+    """Batch 2 through 8 -> 16 -> ReLU -> 4, the input needing no gradient.
+    Forward: 2*2*8*16 + 2*2*16*4 = 512 + 256. Backward: layer 2 grad-input 256 + grad-weight 256; layer 1
+    grad-weight only, 512 (no grad-input: the input needs none). Total 1792.
+    Saved for backward: the input [2, 8] (for layer 1's weight grad, 64 B) and the ReLU output [2, 16] (128 B,
+    saved by the ReLU and by layer 2 — one storage); the weights are parameters, not activations."""
+    model = _mlp()
+    assert step_flops_and_activations(model, lambda b: model(torch.randn(b, 8)).sum(), 2) == (1792, 192)
+
+
+def test_measure_step_is_per_sample_with_the_optimizer_apart() -> None:
+    model = _mlp()
+    cost = measure_step(model, lambda b: model(torch.randn(b, 8)).sum(), torch.optim.SGD(model.parameters(), 0.1),
+                        batch=2, max_updates=3, budget_s=30.0)
+    assert (cost.flops, cost.activation_bytes, cost.batch, cost.updates) == (896, 96, 2, 3)
+    assert cost.seconds_per_update(64) == pytest.approx(64 * cost.seconds + cost.optimizer_seconds)
+
+
+def test_card_of_the_mcan_rn50_recipe(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipvil.cli import main
+
+    monkeypatch.chdir(REPO)  # the recipe's answer vocabulary path is relative to the repository
+    overrides = [f"task.model_overrides.{k}={v}" for k, v in SMALL.items()]
+    assert main(["card", "vqa/mcan_rn50", *overrides, "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["grid_hw"] == [18, 31] and card["grid_dim"] == 2048  # 600 // 32, 1000 // 32; RN50 layer4 width
+    assert card["n_answers"] == 3129 and card["question_vocab"] == 20_000
+    assert card["embedding_params"] == 20_000 * 16  # vocabulary x word_dim
+    assert card["updates"] == 13 * (443_757 // 64) == 90_129  # 13 epochs of VQA v2 train2014 at batch 64
+    assert (card["batch_size"], card["micro_batch"], card["seeds"], card["optimizer_states"]) == (64, 64, [0], 2)
+    assert card["feature_bytes"] == 558 * 2048 * 2
+    # the image projection alone, 2048 -> 64 over 558 cells: forward + weight gradient (the grids need none)
+    assert card["flops_per_sample"] >= 4 * 558 * 2048 * 64
+    assert card["flops_per_update"] == 64 * card["flops_per_sample"]
+    assert card["gpu_hours"] == pytest.approx(card["flops_per_update"] * 90_129 / (312e12 * 0.40) / 3600)
+    assert card["datasets"]["train"]["questions"] == 443_757 and card["datasets"]["val"]["questions"] == 214_354
+    assert card["paper"]["reproduces"] is None and "not one of the paper's VQA heads" in card["paper"]["note"]
+    assert any("20,000 words assumed" in note for note in card["assumptions"])
+
+
+def test_paper_rows_and_refusals(tmp_path: Path) -> None:
+    from clipvil.apps.card import _paper
+
+    assert _paper("movie_mcan", "RN50x4")["reproduces"] == 74.01
+    assert _paper("pythia", "RN50x4")["reproduces"] == 68.37
+    assert _paper("pythia", "RN50")["reproduces"] is None and "Pythia / RN50" in _paper("pythia", "RN50")["row"]
+    with pytest.raises(ValueError, match="sets no task.feature_encoder"):
+        make_card(REPO / "tests/configs/vqa_tiny.yaml", [f"out_dir={tmp_path}"])
