@@ -1,4 +1,4 @@
-"""Vision-and-language navigation metrics: R2R's TL, NE, SR, OSR, SPL and RxR's nDTW, sDTW.
+"""Vision-and-language navigation metrics: R2R's TL, NE, SR, OSR, SPL and RxR's nDTW, sDTW, CLS.
 
 Computed as R2R-EnvDrop's eval.py (the evaluation CLIP-ViL's R2R numbers come from) and the RxR / r4r
 DTW definitions (Ilharco et al. 2019, "General Evaluation for Instruction Conditioned Navigation using
@@ -14,6 +14,11 @@ Per episode, with start s, goal g (last reference viewpoint), final viewpoint f 
   (turning in place) are merged before DTW, so the path is a sequence of places as in the definition;
   CLIP-ViL's RxR evaluation kept them (merge_repeats=False reproduces it). The r4r reference code uses
   NE <= 3 for sDTW; the two differ only at exactly 3 m.
+- CLS (coverage weighted by length score, Jain et al. 2019, as CLIP-ViL's rxr_src/eval.py computes it):
+  coverage PC = mean over reference viewpoints r of exp(-min_p d[r][p] / 3 m); expected length
+  EPL = PC * PL(reference); LS = EPL / (EPL + |EPL - PL(trajectory)|); CLS = PC * LS. PL sums d over
+  consecutive viewpoints (repeats add 0). A one-viewpoint reference has EPL = 0: LS is 1 when the
+  trajectory does not move either, else 0.
 Summaries average over episodes; rates are fractions in [0, 1] as the official evaluations report them.
 """
 
@@ -54,6 +59,7 @@ class EpisodeScores:
     sdtw: float
     steps: int  # trajectory entries - 1 (EnvDrop's "steps": turns in place count)
     shortest_length: float  # d[start][goal]
+    cls: float = 0.0  # coverage weighted by length score
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,24 @@ def dtw_cost(prediction: Sequence[str], reference: Sequence[str], distances: Dis
     return previous[-1]
 
 
+def path_length(path: Sequence[str], distances: DistanceTable) -> float:
+    """Sum of d over consecutive viewpoints (repeats add 0)."""
+    return float(sum(distances[a][b] for a, b in itertools.pairwise(path)))
+
+
+def cls_score(prediction: Sequence[str], reference: Sequence[str], distances: DistanceTable,
+              radius: float = SUCCESS_RADIUS) -> float:
+    """Coverage weighted by length score of a viewpoint path against the reference (module docstring)."""
+    if not prediction or not reference:
+        raise ValueError("cls_score: empty trajectory or reference")
+    coverage = sum(math.exp(-min(distances[r][p] for p in prediction) / radius) for r in reference) / len(reference)
+    expected = coverage * path_length(reference, distances)
+    length = path_length(prediction, distances)
+    denominator = expected + abs(expected - length)
+    length_score = expected / denominator if denominator > 0 else 1.0
+    return coverage * length_score
+
+
 def score_episode(
     trajectory: Sequence[Any],
     reference: Sequence[str],
@@ -110,7 +134,7 @@ def score_episode(
     for viewpoint in {*path, *reference}:
         if viewpoint not in distances:
             raise ValueError(f"viewpoint {viewpoint} is not in the distance table of the scan")
-    length = float(sum(distances[a][b] for a, b in itertools.pairwise(path)))
+    length = path_length(path, distances)
     nav_error = distances[path[-1]][goal]
     oracle_error = min(distances[v][goal] for v in path)
     shortest = distances[start][goal]
@@ -121,12 +145,13 @@ def score_episode(
         trajectory_length=length, nav_error=nav_error, oracle_error=oracle_error, success=success,
         oracle_success=float(oracle_error < success_radius), spl=success * shortest / max(shortest, length, 0.01),
         dtw=cost, ndtw=ndtw, sdtw=success * ndtw, steps=len(path) - 1, shortest_length=shortest,
+        cls=cls_score(path, reference, distances, success_radius),
     )
 
 
 _SUMMARY = {
     "tl": "trajectory_length", "ne": "nav_error", "oracle_error": "oracle_error", "sr": "success",
-    "osr": "oracle_success", "spl": "spl", "ndtw": "ndtw", "sdtw": "sdtw", "steps": "steps",
+    "osr": "oracle_success", "spl": "spl", "ndtw": "ndtw", "sdtw": "sdtw", "cls": "cls", "steps": "steps",
 }
 
 

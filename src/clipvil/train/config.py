@@ -42,12 +42,13 @@ class ConfigError(ValueError):
 class OptimConfig:
     """One torch.optim optimizer."""
 
-    name: Literal["adamw", "adamax", "adam", "sgd"] = "adamw"  # torch.optim.AdamW | Adamax | Adam | SGD
+    name: Literal["adamw", "adamax", "adam", "sgd", "rmsprop"] = "adamw"  # torch.optim.AdamW | Adamax | Adam |
+    # SGD | RMSprop (alpha 0.99, torch's default, as R2R-EnvDrop's --optim rms)
     lr: float = 1e-4  # base learning rate; the schedule multiplies it (for `noam` it is the scale factor)
     betas: tuple[float, float] = (0.9, 0.999)  # Adam-family moment decay rates
     eps: float = 1e-8  # Adam-family denominator epsilon
     weight_decay: float = 0.0  # L2 (adam, adamax, sgd) or decoupled (adamw) weight decay
-    momentum: float = 0.0  # SGD momentum
+    momentum: float = 0.0  # SGD / RMSprop momentum
     nesterov: bool = False  # SGD Nesterov momentum
     decay_1d: bool = True  # False: 1-D parameters (biases, norm weights) get no weight decay (BERT style)
 
