@@ -14,15 +14,26 @@ Random weights would end captions at arbitrary steps, so eos is made impossible 
 and they must produce the same tokens (checked). Decoding is timed apart from encoding (encoding the grid
 is the same for both); captions/s end to end adds the two. The ratios are the claim: absolute numbers move
 with the machine's load.
+
+    .venv/bin/python benchmarks/caption.py --part scst [--out benchmarks/results/caption_scst.json]
+
+The SCST step of `clipvil.tasks.caption` split into its parts, timed side by side in one run (median of the
+timed steps): the greedy baseline (eval mode, no grad), sampling `--samples` captions per image with the
+autograd graph, the CIDEr-D reward of samples + greedy captions (numpy, CPU; df of a random 2000-image
+corpus, 5 random references per image), and the backward of the SCST loss. Same model and grids as above,
+eos suppressed, so every caption is `max_len` tokens: the worst case of a step.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `clipvil` importable from the checkout
@@ -30,7 +41,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `clipvil
 
 from benchmarks.common import best_seconds, write_json
 from clipvil.models.captioner import CaptionerConfig, CaptionMemory, TransformerCaptioner
-from clipvil.models.decoding import DecodeOutput, beam_search, greedy_decode
+from clipvil.models.decoding import DecodeOutput, beam_search, greedy_decode, sample_decode
+from clipvil.tasks.caption_reward import CaptionReward, scst_baseline, scst_loss, sentences
 from clipvil.types import GridFeatures
 
 HW = (14, 14)  # 448x448 input at stride 32
@@ -79,10 +91,72 @@ def main(argv: list[str] | None = None) -> None:
     n = HW[0] * HW[1]
     feats = torch.randn(args.batch, n, 2048, device=device).relu()  # [B, N, C] ResNet-like (non-negative)
     grid = GridFeatures(feats, torch.ones(args.batch, n, dtype=torch.bool, device=device), HW)
+    if args.part == "scst":
+        settings = {**_settings(args, model), "warmup_runs": max(args.warmup, 1), "timed_runs": args.repeats,
+                    "timing": "median of the timed steps, fp32"}
+        write_json(args.out, {"benchmark": "caption_scst", "settings": settings,
+                              "scst": scst_split(model, grid, args)})
+        return
+    _decode_part(args, model, grid)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def scst_split(model: TransformerCaptioner, grid: GridFeatures, args: argparse.Namespace) -> dict[str, Any]:
+    """Median seconds of each part of an SCST step (greedy baseline, sampling, reward, backward)."""
+    rng = np.random.default_rng(0)
+    b, k, device = grid.batch_size, args.samples, args.device
+
+    def sentence() -> tuple[int, ...]:
+        return tuple((rng.zipf(1.3, size=int(rng.integers(8, 17))) % (VOCAB - 4) + 4).tolist()) + (EOS,)
+
+    corpus = [[sentence() for _ in range(5)] for _ in range(2000)]
+    refs = corpus[:b]  # the batch images are training images, as in SCST
+    reward = CaptionReward.from_corpus(corpus)
+    common = {"bos": BOS, "eos": EOS, "max_len": args.max_len}
+    parts: dict[str, list[float]] = {"greedy": [], "sample": [], "reward": [], "backward": []}
+    warmup = max(args.warmup, 1)  # the first step pays one-off allocations
+    for step in range(warmup + args.repeats):
+        t0 = time.perf_counter()
+        model.eval()
+        with torch.no_grad():
+            greedy = greedy_decode(model, model.encode(grid), b, **common)
+        model.train()
+        _sync(device)
+        t1 = time.perf_counter()
+        samples = sample_decode(model, model.encode(grid), b, n=k, temperature=1.0, **common)
+        _sync(device)
+        t2 = time.perf_counter()
+        scores = reward.score(sentences(samples.tokens, samples.lengths) + sentences(greedy.tokens, greedy.lengths),
+                              refs, np.concatenate([np.repeat(np.arange(b), k), np.arange(b)]))
+        rewards = scores[: b * k].reshape(b, k)
+        advantage = torch.from_numpy((rewards - scst_baseline(rewards, scores[b * k:])).reshape(-1)).to(device)
+        loss = scst_loss(samples.logprobs, samples.mask, advantage)
+        t3 = time.perf_counter()
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        _sync(device)
+        t4 = time.perf_counter()
+        if step >= warmup:
+            for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                parts[name].append(seconds)
+    model.eval()
+    median = {name: statistics.median(times) for name, times in parts.items()}
+    total = sum(median.values())
+    return {"images": b, "samples_per_image": k, "timed_steps": args.repeats,
+            "seconds": median, "fraction_of_step": {n: v / total for n, v in median.items()},
+            "step_seconds": total, "modes": "greedy in eval mode under no_grad; sampling in train mode "
+            "(dropout) with the autograd graph"}
+
+
+def _decode_part(args: argparse.Namespace, model: TransformerCaptioner, grid: GridFeatures) -> None:
+    device = args.device
 
     def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        _sync(device)
 
     with torch.inference_mode():
         context = model.encode(grid)
@@ -165,15 +239,22 @@ def _settings(args: argparse.Namespace, model: TransformerCaptioner) -> dict[str
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="benchmarks/results/caption.json")
+    parser.add_argument("--part", choices=["decode", "scst"], default="decode",
+                        help="decode: cached vs recomputed decoding; scst: the parts of an SCST step")
+    parser.add_argument("--out", default=None,
+                        help="default benchmarks/results/caption.json (decode) or caption_scst.json (scst)")
+    parser.add_argument("--samples", type=int, default=5, help="scst: sampled captions per image (paper 5)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=None, help="images per batch (default: 50 CUDA, 4 CPU)")
-    parser.add_argument("--max-len", type=int, default=17, help="decoded tokens per caption (16 words + eos)")
+    parser.add_argument("--max-len", type=int, default=None,
+                        help="decoded tokens per caption (default: decode 17 = 16 words + eos; scst 20, as trained)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (default: 10 CUDA, 2 CPU)")
     parser.add_argument(
         "--warmup", type=int, default=0, help="untimed runs before timing (the token check already ran once)"
     )
     args = parser.parse_args(argv)
+    args.max_len = args.max_len or (17 if args.part == "decode" else 20)
+    args.out = args.out or f"benchmarks/results/{'caption' if args.part == 'decode' else 'caption_scst'}.json"
     on_cuda = args.device.startswith("cuda")
     args.batch = args.batch or (50 if on_cuda else 4)
     args.repeats = args.repeats or (10 if on_cuda else 2)

@@ -13,6 +13,11 @@ subprocess also measures the matmul peak just before and just after its steps an
 achieved GFLOP/s is compared with a peak taken in the same process (the machine is shared and noisy;
 ratios hold better than absolutes).
 The bf16 autocast variant runs only where a bf16 matmul is faster than an fp32 one on the device.
+
+Two rows about the feature store the training reads (same run): samples/s of random training batches read from
+an on-disk store of real-size grids (18x31x2048 fp16, the default lazy reads) vs the same store preloaded, and
+the time to open a store of 100k entries with its consolidated index vs scanning every part file
+(`benchmarks/feature_store.py` measures the store alone, a million entries included).
 """
 
 from __future__ import annotations
@@ -174,8 +179,46 @@ def main(argv: list[str] | None = None) -> None:
             "matmul_peak_gflops": peaks,
             "runs": runs,
             "ratios": _ratios(runs),
+            "store": _store_rows(args),
         },
     )
+
+
+def _store_rows(args: argparse.Namespace) -> dict[str, Any]:
+    """Lazy vs preloaded batch reads of real-size grids, and store opening with vs without the index."""
+    import tempfile
+
+    import numpy as np
+
+    from benchmarks.feature_store import make_store, read_rate
+    from clipvil.features.index import INDEX_FILE
+    from clipvil.features.store import FeatureStore, GridBatch, open_for_writing, write_part
+
+    cells, out = HW[0] * HW[1], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "grids"
+        open_for_writing(root, {"encoder": "synthetic", "dim": args.grid_dim})
+        rng = np.random.default_rng(0)
+        for start in range(0, args.store_images, 16):
+            ids = [f"img{i:06d}" for i in range(start, min(start + 16, args.store_images))]
+            feats = rng.standard_normal((len(ids), cells, args.grid_dim)).astype(np.float16)  # [n, N, C]
+            write_part(root, [GridBatch(ids, feats, np.ones((len(ids), cells), bool), HW, None)], [])
+        FeatureStore(root).write_index()
+        ids = FeatureStore(root).ids
+        lazy = read_rate(FeatureStore(root), ids, 20, args.batch)
+        eager = read_rate(FeatureStore(root).preload(), ids, 20, args.batch)
+        out["grid_store"] = {"images": args.store_images, "grid": f"{HW[0]}x{HW[1]}x{args.grid_dim} fp16",
+                             "batch": args.batch, "read_samples_per_s_on_disk": round(lazy, 1),
+                             "read_samples_per_s_preloaded": round(eager, 1), "preloaded_over_lazy": round(eager / lazy, 2)}
+        index_root = Path(tmp) / "index"
+        make_store(index_root, args.index_images, 16)
+        with_index = best_seconds(lambda: FeatureStore(index_root), repeats=3)
+        (index_root / INDEX_FILE).unlink()
+        scanning = best_seconds(lambda: FeatureStore(index_root), repeats=1, warmup=0)
+        out["open_store"] = {"entries": args.index_images, "parts": args.index_images // 16,
+                             "seconds_with_index": round(with_index, 4), "seconds_scanning_parts": round(scanning, 3),
+                             "speedup": round(scanning / with_index, 1)}
+    return out
 
 
 def _ratios(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -212,6 +255,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="benchmarks/results/train_vqa.json")
+    parser.add_argument("--store-images", type=int, default=128, help="real-size grids in the lazy-read store")
+    parser.add_argument("--index-images", type=int, default=100_000, help="entries of the store opened with/without index")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=None, help="default: 64 on CUDA, 8 on CPU")
     parser.add_argument("--grid-dim", type=int, default=2048)

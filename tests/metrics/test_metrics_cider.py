@@ -140,3 +140,10 @@ def test_all_5000_karpathy_test_images_with_ptb_tokens_match_pycocoevalcap(share
     got, got_each = cider_d(preds, refs)
     assert abs(got - want) < TOL
     np.testing.assert_allclose([got_each[i] for i in refs], want_each, rtol=0, atol=TOL)
+
+
+def test_no_candidate_ngram_in_any_reference_scores_zero() -> None:
+    """A batch of garbage SCST samples: no n-gram matches, bincount of empty weights is int64 — still 0.0."""
+    scorer = CiderD.from_corpus([["a red circle", "the red circle"], ["a blue star"]])
+    scores = scorer.score(["zzz qqq", "xxx"], [["a red circle"], ["a blue star"]])
+    assert scores.dtype == np.float64 and scores.tolist() == [0.0, 0.0]

@@ -259,6 +259,7 @@ class CiderD:
         hit_pair = pair_start[hit_cand] + sent[ref_hit] - ref_start[group_of[hit_cand]]  # [H]
         contrib = np.minimum(weight[cand_hit], weight[ref_hit]) * weight[ref_hit]  # [H] clipped products
         num = np.bincount(hit_pair * n + order[cand_hit], weights=contrib, minlength=len(pair_cand) * n)
+        num = num.astype(np.float64)  # an empty `weights` gives int64 counts: divide() below needs floats
         num = num.reshape(len(pair_cand), n)  # [P, n]
         denom = norm[pair_cand] * norm[pair_ref]  # [P, n]
         val = np.divide(num, denom, out=num.copy(), where=denom != 0)  # [P, n]
