@@ -9,7 +9,8 @@ import pytest
 from clipvil.tasks.registry import registered_tasks
 from clipvil.train import load_config
 
-CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml") if not p.name.startswith("_"))
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
+                 if not p.name.startswith("_") and p.parent.name != "study")  # study files are not run configs
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

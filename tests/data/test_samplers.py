@@ -51,3 +51,23 @@ def test_bad_shapes_fail() -> None:
         ResumableBatchSampler(30, 8, grad_accum=3)
     with pytest.raises(ValueError, match="fewer than one batch"):
         ResumableBatchSampler(3, 8)
+
+
+def test_bucket_batches_are_pure_resume_mid_epoch_and_shard_like_one_process() -> None:
+    from clipvil.data.samplers import BucketBatchSampler
+
+    buckets = [i % 3 for i in range(50)]  # 17, 17, 16 items: 4 + 4 + 4 full batches of 4
+    whole = BucketBatchSampler(buckets, 4, seed=7)
+    assert whole.steps_per_epoch == 12
+    batches = list(whole)
+    assert all(len({buckets[i] for i in b}) == 1 and len(b) == 4 for b in batches)
+    assert len({i for b in batches for i in b}) == 48  # no item twice in an epoch
+    whole.set_position(0, 5)
+    assert list(whole) == batches[5:]  # mid-epoch resume
+    whole.set_position(1, 0)
+    assert list(whole) != batches  # another epoch, another order
+    ranks = [BucketBatchSampler(buckets, 4, grad_accum=2, rank=r, world_size=2, seed=7) for r in range(2)]
+    per_rank = [list(s) for s in ranks]  # each yields 2 micro-batches of 1 per update
+    for step, batch in enumerate(batches):
+        chunks = [per_rank[r][2 * step + a] for a in range(2) for r in range(2)]  # chunk a*W + r
+        assert sorted(i for c in chunks for i in c) == sorted(batch)

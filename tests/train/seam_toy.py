@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+from train_toy import ToyDataset  # items {ids, x, y}
 
 from clipvil.data.samplers import BucketBatchSampler
 from clipvil.tasks.base import BatchLayout, ResumableSampler, TaskModule
@@ -61,17 +62,6 @@ class Pair(nn.Module):
         self.follower, self.speaker = Agent(dim), Agent(dim)
 
 
-class Items(Dataset):
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y = x, y  # [N, D], [N]
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"ids": i, "x": self.x[i], "y": self.y[i]}
-
-
 def make_split(cfg: SeamConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     seed, offset = SPLITS[split]
     g = torch.Generator().manual_seed(seed)
@@ -93,7 +83,7 @@ class SeamTask(TaskModule):
     def dataset(self, split: str) -> Dataset:
         if split not in SPLITS:
             raise KeyError(f"toy_seam: unknown split {split!r}")
-        return Items(*make_split(self.cfg, split))
+        return ToyDataset(*make_split(self.cfg, split))
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {"ids": [it["ids"] for it in items], "x": torch.stack([it["x"] for it in items]),

@@ -70,6 +70,9 @@ def init_distributed(device_preference: str = "auto", timeout_min: int = 60) -> 
 def shutdown(info: DistInfo) -> None:
     """Destroys the process group if `init_distributed` created it."""
     if info.owns_group and dist.is_initialized():
+        # every rank reaches the end before any tears its connections down: a rank destroying its group while
+        # another still talks to it can abort ("terminate called without an active exception") in gloo
+        dist.barrier()
         dist.destroy_process_group()
 
 

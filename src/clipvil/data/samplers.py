@@ -59,14 +59,17 @@ class ResumableBatchSampler(Sampler[list[int]]):
         generator = torch.Generator().manual_seed(self.seed + epoch)
         return torch.randperm(self.num_items, generator=generator).tolist()
 
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The global batches of epoch `epoch`, in the order they are visited."""
+        order = self.epoch_order(epoch)
+        return [order[step * self.batch_size : (step + 1) * self.batch_size] for step in range(self.steps_per_epoch)]
+
     def __iter__(self) -> Iterator[list[int]]:
-        order = self.epoch_order(self.epoch)
-        m = self.micro_batch
+        batches, m = self.epoch_batches(self.epoch), self.micro_batch
         for step in range(self.start_step, self.steps_per_epoch):
-            batch = order[step * self.batch_size : (step + 1) * self.batch_size]
-            for accum in range(self.grad_accum):
+            for accum in range(self.grad_accum):  # this rank's chunks of the global batch
                 chunk = accum * self.world_size + self.rank
-                yield batch[chunk * m : (chunk + 1) * m]
+                yield batches[step][chunk * m : (chunk + 1) * m]
 
     def __len__(self) -> int:
         return (self.steps_per_epoch - self.start_step) * self.grad_accum
@@ -122,11 +125,3 @@ class BucketBatchSampler(ResumableBatchSampler):
         if self.shuffle:
             batches = [batches[j] for j in torch.randperm(len(batches), generator=generator).tolist()]
         return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches, m = self.epoch_batches(self.epoch), self.micro_batch
-        for step in range(self.start_step, self.steps_per_epoch):
-            batch = batches[step]
-            for accum in range(self.grad_accum):
-                chunk = accum * self.world_size + self.rank
-                yield batch[chunk * m : (chunk + 1) * m]
