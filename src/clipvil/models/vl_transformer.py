@@ -15,6 +15,9 @@ LXMERT's code (airsplay/lxmert). The transformer is transformers' BERT, loaded f
     heads:   MLM (tied to the word embeddings), ITM, QA (`clipvil.models.vl_heads`)
 
 The visual embedding, token sampling and the tower's training options live in `clipvil.models.vl_visual`.
+`VLTransformer.forward` is `embed_text` + `visual_embed(..., modality())` + `joint`; the NLVR2 pair model
+(`clipvil.models.vl_pair`) and CLIP-ViL+ (`clipvil.models.vl_clip_text`, same three methods over CLIP's text
+tower) compose the same steps.
 
 Images of one batch may have different real sizes inside one padded grid (top-left content, as every
 clipvil tower pads): cell (r, c) of the padded grid is cell (r, c) of its image, so a 12×20 and a 20×12
@@ -149,15 +152,33 @@ class VLTransformer(nn.Module):
     ) -> VLOutput:
         """grid [B, N, C]; input_ids [B, T] ([CLS] first); attention_mask [B, T] (1/True = real token);
         n_visual: visual tokens sampled per image (None = every cell); generator: the sampling's seed."""
-        emb = self.bert.embeddings
-        text = emb(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))  # [B, T, H]
-        modality = emb.token_type_embeddings.weight[1] if self.cfg.modality_embedding else None  # [H]
-        visual, valid, index = self.visual_embed(grid, modality, n_visual, generator)  # [B, K, H], [B, K] x2
+        text = self.embed_text(input_ids)  # [B, T, H]
+        visual, valid, index = self.visual_embed(grid, self.modality(), n_visual, generator)  # [B, K, H], [B, K] x2
+        return self.joint(text, attention_mask, visual, valid, index)
+
+    def embed_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """BERT embeddings of the ids (token type 0): [B, T] → [B, T, H]."""
+        return self.bert.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))  # [B, T, H]
+
+    def modality(self) -> torch.Tensor | None:
+        """The vector added to visual tokens (token type 1) [H], or None (cfg.modality_embedding False)."""
+        return self.bert.embeddings.token_type_embeddings.weight[1] if self.cfg.modality_embedding else None
+
+    def joint(
+        self,
+        text: torch.Tensor,
+        attention_mask: torch.Tensor,
+        visual: torch.Tensor,
+        valid: torch.Tensor,
+        index: torch.Tensor,
+    ) -> VLOutput:
+        """The encoder over [text ; visual]: text [B, T, H] with attention_mask [B, T], visual tokens [B, K, H]
+        with valid [B, K] (False = masked as a key) and their cell index [B, K] (carried into VLOutput)."""
         joint = torch.cat([text, visual.to(text.dtype)], dim=1)  # [B, T+K, H]
         keys = torch.cat([attention_mask.bool(), valid], dim=1)  # [B, T+K]
         mask = create_bidirectional_mask(config=self.bert.config, inputs_embeds=joint, attention_mask=keys)
         states = self.bert.encoder(joint, attention_mask=mask).last_hidden_state  # [B, T+K, H]
-        t = input_ids.shape[1]
+        t = text.shape[1]
         return VLOutput(states[:, :t], states[:, t:], valid, index, self.pooler(states))
 
 
