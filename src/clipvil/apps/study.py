@@ -1,0 +1,279 @@
+"""`clipvil study CONFIG`: the paper's core experiment — one task recipe over many image encoders, several
+seeds each — as a resumable grid of cells, reported as a Markdown + JSON table and a PNG plot.
+
+A study YAML (see configs/study/synthetic_vqa.yaml)::
+
+    out: runs/study/synthetic                   # everything goes here (relative to the working directory)
+    world: {images: 400, seed: 0}               # the synthetic world the task trains on (made once)
+    pretrain_world: {images: 400, seed: 7}      # another world: "CLIP pre-trained" elsewhere, then in-domain
+    adapter: vqa                                # the task's adapter (ADAPTERS: how to point it at data + grids)
+    recipe: ../demo/mcan_synthetic.yaml         # the task recipe (paths relative to the study file)
+    overrides: [train.epochs=4]                 # ... and its overrides
+    preset: views                               # extraction input preset
+    seeds: [0, 1]
+    encoders:
+      - {name: rn-random, encoder: clipvil-rn-tiny}                       # random weights
+      - {name: rn-clip, encoder: clipvil-rn-tiny, weights: my/clip.pt}    # a weight file
+      - name: rn-clip-indomain                                            # made by a pre-training recipe,
+        encoder: clipvil-rn-tiny                                          # started from another encoder's
+        pretrain: {recipe: ../clip/synthetic_rn_tiny.yaml, world: study, init: rn-clip}
+      - {name: rn-plugin, plugin: [rn-clip, rn-imagenet]}                 # grids concatenated channel-wise
+
+Steps, each resumable: worlds (reused when equal), pre-training runs (the engine resumes them; exported once,
+marked by the export's files), extraction (skips stored images), then the cells (encoder x seed): a cell
+trains under <out>/cells/<encoder>/seed<k>/ (resumes from its last.pt) and is finished when
+<out>/cells/<encoder>/seed<k>.json exists (written atomically after its evaluation). A killed study rerun
+continues with the first unfinished cell. The report (study_report) is rewritten at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from clipvil.apps.export_clip import export_clip
+from clipvil.apps.extract import ExtractConfig, run_extract
+from clipvil.apps.study_report import write_report
+from clipvil.common.atomic import atomic_write_json
+from clipvil.data.synthetic import make_data
+from clipvil.encoders.registry import tower_family
+from clipvil.train.config import build_dataclass, load_config
+from clipvil.train.evaluate import evaluate
+from clipvil.train.loop import train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorldSpec:
+    """A synthetic world (clipvil make-data)."""
+
+    images: int = 400  # images (80% train, 10% val, 10% test)
+    seed: int = 0  # world seed
+    difficulty: float = 0.5  # 0 (easy) .. 1 (hard)
+
+
+@dataclass
+class PretrainSpec:
+    """A pre-training run that makes an encoder's weights (a clip or classify recipe)."""
+
+    recipe: str = ""  # the recipe YAML (relative to the study file)
+    overrides: list[str] = field(default_factory=list)  # its overrides
+    world: str = "study"  # data: "study" (the task's world: in-domain) or "pretrain" (pretrain_world)
+    init: str = ""  # start from this other encoder's weights (task.weights), e.g. further pre-training
+
+
+@dataclass
+class EncoderSpec:
+    """One row of the study: an encoder and where its weights come from."""
+
+    name: str = ""  # row label (also the folder name)
+    encoder: str = ""  # build_encoder / extract name (clipvil-rn-tiny, RN50, ...); empty for a plugin
+    weights: str = ""  # a weight file ("" with no pretrain: random weights)
+    pretrain: PretrainSpec | None = None  # or: the recipe that makes the weights
+    plugin: list[str] = field(default_factory=list)  # or: other encoders whose grids are concatenated
+    family: str = ""  # plot group (default: the tower family, e.g. clip-resnet / clip-vit)
+    preset: str = ""  # extraction preset of this encoder ("": the study's)
+
+
+@dataclass
+class StudyConfig:
+    """A whole study (see the module docstring)."""
+
+    out: str = "runs/study"  # output folder
+    recipe: str = ""  # the task recipe
+    adapter: str = "vqa"  # the task adapter (ADAPTERS)
+    overrides: list[str] = field(default_factory=list)  # recipe overrides for every cell
+    world: WorldSpec = field(default_factory=WorldSpec)  # the task's world
+    pretrain_world: WorldSpec = field(default_factory=lambda: WorldSpec(seed=7))  # the other world
+    preset: str = "views"  # extraction preset
+    seeds: list[int] = field(default_factory=lambda: [0, 1])  # training seeds per encoder
+    encoders: list[EncoderSpec] = field(default_factory=list)  # the rows
+    extract_batch: int = 32  # images per store part
+
+
+class StudyAdapter(Protocol):
+    """What the study needs to know about a task: how to point a recipe at a world and grids, and which of
+    its metrics to report. A task joins the study with one small adapter in ADAPTERS."""
+
+    name: str
+
+    def overrides(self, world: Path, features: list[Path]) -> list[str]: ...
+
+    def report(self, metrics: dict[str, Any]) -> dict[str, float]: ...  # {"overall": x, "<group>": y, ...}
+
+
+class VqaAdapter:
+    """VQA (vqa task): questions of <world>/vqa, grids from the stores; overall + per question type."""
+
+    name = "vqa"
+
+    def overrides(self, world: Path, features: list[Path]) -> list[str]:
+        return [f"task.data_dir={world / 'vqa'}", f"task.features=[{', '.join(str(f) for f in features)}]"]
+
+    def report(self, metrics: dict[str, Any]) -> dict[str, float]:
+        out = {"overall": float(metrics["accuracy"])}
+        out.update({k[len("qtype/"):]: float(v) for k, v in sorted(metrics.items()) if k.startswith("qtype/")})
+        return out
+
+
+ADAPTERS: dict[str, StudyAdapter] = {"vqa": VqaAdapter()}  # captioning: add a CaptionAdapter here
+
+PRETRAIN_DATA = {  # pre-training task -> its data overrides for a synthetic world
+    "clip": lambda w: [f"task.data.root={w / 'captions'}", f"task.data.image_root={w / 'coco'}"],
+    "classify": lambda w: [f"task.root={w}"],
+}
+
+
+def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
+    """The study config of a YAML file and the folder its relative recipe paths start from."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study config not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    cfg = build_dataclass(StudyConfig, data, str(path))
+    check_study(cfg, str(path))
+    return cfg, path.resolve().parent
+
+
+def check_study(cfg: StudyConfig, source: str) -> None:
+    """Names unique, references known, adapter registered: a ValueError naming the entry otherwise."""
+    names = [e.name for e in cfg.encoders]
+    if not names or len(set(names)) != len(names) or not all(names):
+        raise ValueError(f"{source}: encoders need unique, non-empty names, got {names}")
+    if cfg.adapter not in ADAPTERS:
+        raise ValueError(f"{source}: adapter {cfg.adapter!r} unknown; known: {sorted(ADAPTERS)}")
+    for e in cfg.encoders:
+        ways = sum([bool(e.plugin), e.pretrain is not None, bool(e.weights)])
+        if ways > 1 or (not e.plugin and not e.encoder):
+            raise ValueError(f"{source}: encoder {e.name!r}: give `encoder` with at most one of weights / "
+                             "pretrain, or a `plugin` list")
+        for ref in e.plugin + ([e.pretrain.init] if e.pretrain and e.pretrain.init else []):
+            if ref not in names or ref == e.name:
+                raise ValueError(f"{source}: encoder {e.name!r} refers to {ref!r}, not another encoder of the study")
+        if e.pretrain is not None and e.pretrain.world not in ("study", "pretrain"):
+            raise ValueError(f"{source}: encoder {e.name!r}: pretrain.world must be 'study' or 'pretrain'")
+
+
+class Study:
+    """Runs a loaded study (see the module docstring); every step resumes."""
+
+    def __init__(self, cfg: StudyConfig, base: Path) -> None:
+        self.cfg, self.base, self.out = cfg, base, Path(cfg.out)
+        self.specs = {e.name: e for e in cfg.encoders}
+        self.adapter = ADAPTERS[cfg.adapter]
+        self._weights: dict[str, Path | None] = {}
+        self._stores: dict[str, Path] = {}
+
+    def world(self, which: str = "study") -> Path:
+        spec, root = (self.cfg.world, self.out / "world") if which == "study" else \
+            (self.cfg.pretrain_world, self.out / "pretrain_world")
+        make_data(root, spec.images, seed=spec.seed, difficulty=spec.difficulty, progress=False)
+        return root
+
+    def weights(self, name: str) -> Path | None:
+        """The encoder's weight file (pre-training and exporting it first when needed); None = random."""
+        if name not in self._weights:
+            spec = self.specs[name]
+            if spec.weights:
+                self._weights[name] = Path(spec.weights)
+            elif spec.pretrain is not None:
+                self._weights[name] = self._pretrain(spec)
+            else:
+                self._weights[name] = None
+        return self._weights[name]
+
+    def _pretrain(self, spec: EncoderSpec) -> Path:
+        pre = spec.pretrain
+        assert pre is not None
+        run_dir = self.out / "pretrain" / spec.name
+        target = run_dir / "export" / f"{spec.encoder}.pt"
+        if target.is_file():
+            return target
+        world = self.world(pre.world)
+        recipe = self.base / pre.recipe
+        task_name = load_config(recipe).task_name
+        if task_name not in PRETRAIN_DATA:
+            raise ValueError(f"{recipe}: pre-training task {task_name!r} unknown to the study ({sorted(PRETRAIN_DATA)})")
+        overrides = [*PRETRAIN_DATA[task_name](world), f"out_dir={run_dir}", "train.progress=false", *pre.overrides]
+        if pre.init:
+            init = self.weights(pre.init)
+            if init is None:
+                raise ValueError(f"encoder {spec.name!r}: pretrain.init {pre.init!r} has random weights")
+            overrides.append(f"task.weights={init}")
+        run_cfg = load_config(recipe, overrides)
+        print(f"[study] pre-training {spec.name} ({task_name}, {recipe.name}) -> {run_dir}", flush=True)
+        result = train(run_cfg)
+        exported = export_clip(result.best_checkpoint or result.last_checkpoint, run_dir / "export")
+        if exported.encoder != spec.encoder:
+            raise ValueError(f"encoder {spec.name!r}: its recipe trains {exported.encoder!r}, not {spec.encoder!r}")
+        return exported.weights
+
+    def store(self, name: str) -> Path:
+        """The encoder's feature store of the study world (extracted, or resumed)."""
+        if name not in self._stores:
+            spec, weights = self.specs[name], self.weights(name)
+            store = self.out / "features" / name
+            print(f"[study] grids of {name} ({spec.encoder}, {weights or 'RANDOM weights'}) -> {store}", flush=True)
+            run_extract(ExtractConfig(encoder=spec.encoder, images=self.world() / "coco", out=store,
+                                      preset=spec.preset or self.cfg.preset, weights=weights,
+                                      batch_size=self.cfg.extract_batch,
+                                      progress=False))
+            self._stores[name] = store
+        return self._stores[name]
+
+    def features(self, name: str) -> list[Path]:
+        spec = self.specs[name]
+        return [self.store(n) for n in spec.plugin] if spec.plugin else [self.store(name)]
+
+    def cell_file(self, name: str, seed: int) -> Path:
+        return self.out / "cells" / name / f"seed{seed}.json"
+
+    def run_cell(self, name: str, seed: int) -> dict[str, Any]:
+        """Trains and evaluates one (encoder, seed) cell, or reads its finished record."""
+        done = self.cell_file(name, seed)
+        if done.is_file():
+            return json.loads(done.read_text())
+        features, t0 = self.features(name), time.perf_counter()
+        run_dir = done.with_suffix("")
+        overrides = [*self.adapter.overrides(self.world(), features), f"out_dir={run_dir}", f"train.seed={seed}",
+                     "train.progress=false", *self.cfg.overrides]
+        run_cfg = load_config(self.base / self.cfg.recipe, overrides)
+        print(f"[study] cell {name} seed {seed} -> {run_dir}", flush=True)
+        result = train(run_cfg)
+        split = run_cfg.train.best_split or run_cfg.train.eval_splits[0]
+        metrics = evaluate(run_cfg, result.best_checkpoint or result.last_checkpoint, split)
+        record = {"encoder": name, "seed": seed, "family": self.family(name), "split": split,
+                  "metrics": self.adapter.report(metrics), "train_seconds": round(time.perf_counter() - t0, 2),
+                  "weights": [str(self.weights(n)) if self.weights(n) else "random" for n in
+                              (self.specs[name].plugin or [name])]}
+        atomic_write_json(done, record, indent=2)
+        return record
+
+    def family(self, name: str) -> str:
+        spec = self.specs[name]
+        if spec.family:
+            return spec.family
+        parts = spec.plugin or [name]
+        return "+".join(sorted({tower_family(self.specs[p].encoder) for p in parts}))
+
+    def run(self) -> dict[str, Any]:
+        """Every cell in config order, then the report; returns the report's data."""
+        records = [self.run_cell(e.name, seed) for e in self.cfg.encoders for seed in self.cfg.seeds]
+        return write_report(records, self.out, [e.name for e in self.cfg.encoders], self.cfg.adapter)
+
+
+def run_study(path: str | Path) -> dict[str, Any]:
+    """`clipvil study CONFIG`: loads and runs the study; returns the report data (also in <out>/study.json)."""
+    cfg, base = load_study(path)
+    return Study(cfg, base).run()
+
+
+__all__ = ["ADAPTERS", "EncoderSpec", "PretrainSpec", "Study", "StudyAdapter", "StudyConfig", "VqaAdapter",
+           "WorldSpec", "load_study", "run_study"]

@@ -1,0 +1,97 @@
+"""`clipvil study`: encoders x seeds as resumable cells (a pre-trained encoder, a plugin), the report, and a
+study killed inside a cell that continues to the numbers of an uninterrupted one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clipvil.apps.study import load_study, run_study
+from clipvil.features.store import FeatureStore
+from clipvil.train.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+CELL = ["train.max_steps=4", "train.batch_size=16", "train.tensorboard=false", "train.checkpoint_every=1", "train.log_every=1",
+        "task.model_overrides.hidden=32", "task.model_overrides.ff=64", "task.model_overrides.flat_mlp=32",
+        "task.model_overrides.flat_out=64", "task.model_overrides.layers=1"]
+PRETRAIN = ["train.max_steps=2", "train.batch_size=8", "train.eval_splits=[]", "train.tensorboard=false"]
+
+
+def _study(tmp_path: Path, encoders: list[dict], seeds: list[int], out: str = "out", steps: int = 4) -> Path:
+    cfg = {"out": str(tmp_path / out), "world": {"images": 30, "seed": 2}, "adapter": "vqa",
+           "recipe": str(REPO / "configs/demo/mcan_synthetic.yaml"),
+           "overrides": [*CELL, f"train.max_steps={steps}"], "preset": "native", "seeds": seeds,
+           "encoders": encoders}
+    path = tmp_path / f"{out}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_study_of_random_pretrained_and_plugin_encoders(tmp_path: Path) -> None:
+    encoders = [{"name": "rand", "encoder": "clipvil-rn-tiny"},
+                {"name": "clip", "encoder": "clipvil-rn-tiny",
+                 "pretrain": {"recipe": str(REPO / "configs/clip/synthetic_rn_tiny.yaml"), "overrides": PRETRAIN}},
+                {"name": "plug", "plugin": ["rand", "clip"]}]
+    report = run_study(_study(tmp_path, encoders, [0, 1]))
+    out = tmp_path / "out"
+    assert [r["encoder"] for r in report["rows"]] == ["rand", "clip", "plug"]
+    assert all(r["seeds"] == [0, 1] for r in report["rows"])
+    exported = out / "pretrain" / "clip" / "export" / "clipvil-rn-tiny.pt"
+    provenance = FeatureStore(out / "features" / "clip").provenance  # grids of the pre-trained weights
+    assert provenance["weights_sha256"] == hashlib.sha256(exported.read_bytes()).hexdigest()
+    assert FeatureStore(out / "features" / "rand").provenance["weights_format"] == "random"
+    plug = yaml.safe_load((out / "cells" / "plug" / "seed0" / "config.yaml").read_text())
+    assert plug["task"]["features"] == [str(out / "features" / "rand"), str(out / "features" / "clip")]
+    cell = json.loads((out / "cells" / "rand" / "seed1.json").read_text())
+    row = report["rows"][0]
+    values = [json.loads((out / "cells" / "rand" / f"seed{s}.json").read_text())["metrics"]["overall"] for s in (0, 1)]
+    assert row["mean"]["overall"] == pytest.approx(sum(values) / 2) and cell["seed"] == 1
+    assert row["std"]["overall"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+    table = (out / "study.md").read_text()
+    assert table.splitlines()[0].startswith("| encoder | family | seeds | accuracy (overall) |")
+    assert len(table.splitlines()) == 5 and (out / "study.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_killed_study_continues_where_it_stopped(tmp_path: Path) -> None:
+    encoders = [{"name": "rand", "encoder": "clipvil-rn-tiny"}]
+    config = _study(tmp_path, encoders, [0, 1], steps=24)
+    cells = tmp_path / "out" / "cells" / "rand"
+    proc = subprocess.Popen([sys.executable, "-m", "clipvil.cli", "study", str(config)], cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    try:  # kill inside the second cell: seed 0 finished, seed 1 has a checkpoint but no record yet
+        while not ((cells / "seed0.json").is_file() and (cells / "seed1" / "checkpoints" / "last.pt").is_file()):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the study made no progress"
+            time.sleep(0.01)
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (cells / "seed1.json").exists()
+    saved = load_checkpoint(cells / "seed1" / "checkpoints" / "last.pt")["train_state"]["step"]
+    assert 0 < saved < 24  # killed inside the cell: the rerun resumes it from this checkpoint
+    finished = (cells / "seed0.json").stat().st_mtime_ns
+    report = run_study(config)
+    assert (cells / "seed0.json").stat().st_mtime_ns == finished  # a finished cell is not redone
+    steps = [json.loads(line)["step"] for line in (cells / "seed1" / "logs" / "train.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 25))
+    reference = run_study(_study(tmp_path, encoders, [1], out="ref", steps=24))  # the same cell, never killed
+    assert report["rows"][0]["values"]["overall"][1] == reference["rows"][0]["values"]["overall"][0]
+
+
+def test_bad_study_configs_name_the_entry(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="refers to 'nope'"):
+        load_study(_study(tmp_path, [{"name": "a", "encoder": "clipvil-rn-tiny"}, {"name": "b", "plugin": ["nope"]}],
+                          [0]))
+    with pytest.raises(ValueError, match="unique"):
+        load_study(_study(tmp_path, [{"name": "a", "encoder": "x"}, {"name": "a", "encoder": "y"}], [0]))
