@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clipvil.apps.export_clip import export_clip
+from clipvil import recipes
 from clipvil.apps.extract import ExtractConfig, run_extract
 from clipvil.common.atomic import atomic_write_text
 from clipvil.data.synthetic import make_data
@@ -31,9 +32,8 @@ from clipvil.train.config import load_config
 from clipvil.train.evaluate import evaluate
 from clipvil.train.loop import train
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
-REPO_CONFIG = CONFIGS / "demo" / "mcan_synthetic.yaml"
-CLIP_CONFIG = CONFIGS / "clip" / "_synthetic.yaml"  # task.model is set to the demo's encoder
+REPO_CONFIG = recipes.find("demo/mcan_synthetic.yaml")  # found through the package: works from a wheel
+CLIP_CONFIG = recipes.find("clip/_synthetic.yaml")  # task.model is set to the demo's encoder
 
 
 @dataclass
@@ -145,4 +145,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                "random_run_dir": str(cfg.out / "run-random") if "random" in results else None}
     atomic_write_text(cfg.out / "demo_result.json", json.dumps(summary, indent=2) + "\n")
     print(f"\nresult written to {cfg.out / 'demo_result.json'} ({summary['minutes']} min)")
+    serve = "clipvil serve" + ("" if cfg.out == Path("runs/demo") else f" --demo-dir {cfg.out}")
+    print(f"see the models in a browser: {serve} --weights {clip_weights}   -> http://127.0.0.1:8000/ "
+          "(API docs at /docs)")
     return summary
