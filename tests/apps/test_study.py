@@ -95,3 +95,17 @@ def test_bad_study_configs_name_the_entry(tmp_path: Path) -> None:
                           [0]))
     with pytest.raises(ValueError, match="unique"):
         load_study(_study(tmp_path, [{"name": "a", "encoder": "x"}, {"name": "a", "encoder": "y"}], [0]))
+
+
+def test_the_caption_adapter_points_the_recipe_at_the_world_and_reports_cider(tmp_path: Path) -> None:
+    from clipvil.apps.study import ADAPTERS
+    from clipvil.train import load_config
+
+    adapter = ADAPTERS["caption"]
+    recipe = Path(__file__).resolve().parents[2] / "configs/caption/transformer_synthetic.yaml"
+    overrides = adapter.overrides(tmp_path / "world", [tmp_path / "a", tmp_path / "b"])
+    cfg = load_config(recipe, overrides)
+    assert cfg.task.karpathy_file == tmp_path / "world" / "captions" / "dataset_coco.json"
+    assert cfg.task.features == [tmp_path / "a", tmp_path / "b"] and cfg.task.feature_encoder == ""
+    assert adapter.report({"CIDEr": 0.5, "Bleu_4": 0.2, "ROUGE_L": 0.4, "n": 3}) == {
+        "overall": 0.5, "Bleu_4": 0.2, "ROUGE_L": 0.4}

@@ -160,3 +160,36 @@ def _layer4(v: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     x = v.act3(v.bn3(v.conv3(v.act2(v.bn2(v.conv2(v.act1(v.bn1(v.conv1(pixels)))))))))  # [B, 32, H/2, W/2]
     fmap = v.layer4(v.layer3(v.layer2(v.layer1(v.avgpool(x)))))  # [B, 1024, h, w]
     return fmap.flatten(2).transpose(1, 2)
+
+
+def test_webdataset_shards_train_and_resume_like_a_folder(world: Path, tmp_path: Path) -> None:
+    """task.data.format=shards: tar shards of <key>.jpg + <key>.txt (as open_clip users keep corpora), indexed
+    once per run; a run stopped after 2 updates and continued equals one uninterrupted run."""
+    import io
+    import json
+    import tarfile
+
+    from clipvil.train import train
+    from clipvil.train.logs import read_jsonl
+
+    karpathy = json.loads((world / "captions" / "dataset_coco.json").read_text())
+    train_images = [im for im in karpathy["images"] if im["split"] == "train"][:24]
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for k in range(2):
+        with tarfile.open(shards / f"train-{k:03d}.tar", "w") as tar:
+            for im in train_images[k * 12:(k + 1) * 12]:
+                key = f"{k}{im['cocoid']:08d}"
+                for name, data in ((f"{key}.jpg", (world / "coco" / im["filepath"] / im["filename"]).read_bytes()),
+                                   (f"{key}.txt", im["sentences"][0]["raw"].encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    task = {"data": {"format": "shards", "root": str(shards), "image_root": str(shards),
+                     "splits": {"train": "train-{000..001}.tar"}}}
+    whole = train(clip_config(world, tmp_path / "whole", task=task, train={"max_steps": 4}))
+    train(clip_config(world, tmp_path / "split", task=task, train={"max_steps": 2}))
+    train(clip_config(world, tmp_path / "split", task=task, train={"max_steps": 4}))
+    assert whole.step == 4 and list((tmp_path / "whole").glob("shard_index_*.json"))
+    losses = [[r["loss"] for r in read_jsonl(tmp_path / d / "logs/train.jsonl")] for d in ("whole", "split")]
+    assert losses[0] == losses[1] and len(losses[0]) == 4

@@ -153,3 +153,40 @@ def test_word_vectors_fill_the_embedding_rows_in_vocabulary_order(vqa_world: Pat
     for i, w in enumerate(words[2:6]):
         assert torch.allclose(table[words.index(w)], torch.tensor([i + j / 10 for j in range(dim)]))
     assert not torch.allclose(table[6], torch.tensor([float(6 + j / 10) for j in range(dim)]))
+
+
+def test_joined_splits_and_a_second_store_searched_as_one(vqa_world: Path, tmp_path: Path) -> None:
+    """train+val from two stores of the same encoder/preset (as COCO + Visual Genome); another encoder refused."""
+    import shutil
+
+    import numpy as np
+
+    from clipvil.features.store import FeatureStore, GridBatch, open_for_writing, write_part
+
+    store = vqa_world / "store"
+    val_ids = [i for i in FeatureStore(store).ids if i.startswith("val2014/")]
+    second = tmp_path / "second"
+    open_for_writing(second, json.loads((store / "provenance.json").read_text()))
+    feats = np.zeros((len(val_ids), 49, 2048), np.float16)
+    write_part(second, [GridBatch(val_ids, feats, np.ones((len(val_ids), 49), bool), (7, 7), None)], [])
+    first = tmp_path / "first"  # the first store without the val images
+    shutil.copytree(store, first)
+    train_only = [i for i in FeatureStore(first).ids if not i.startswith("val2014/")]
+    for part in (first / "parts").glob("*.h5"):
+        part.unlink()
+    (first / "index.npz").unlink(missing_ok=True)
+    src = FeatureStore(store)
+    write_part(first, [GridBatch(train_only, np.stack([src.get(i).feats for i in train_only]),
+                                 np.ones((len(train_only), 49), bool), (7, 7), None)], [])
+    base = [f"task.data_dir={vqa_world / 'world/vqa'}", f"task.features={first}", f"out_dir={tmp_path / 'run'}"]
+    with pytest.raises(KeyError, match="no features for .* split 'val'"):
+        train(load_config(TINY, [*base, "train.train_split=train+val", "train.max_steps=1"]))
+    result = train(load_config(TINY, [*base, f"task.extra_features=[{second}]", "train.train_split=train+val",
+                                      "train.max_steps=2"]))
+    assert result.step == 2
+    other = tmp_path / "other"
+    shutil.copytree(second, other)
+    prov = json.loads((other / "provenance.json").read_text())
+    (other / "provenance.json").write_text(json.dumps({**prov, "encoder": "ViT-B-32"}))
+    with pytest.raises(ValueError, match="searched as one must hold features of the same encoder"):
+        train(load_config(TINY, [*base, f"out_dir={tmp_path / 'run2'}", f"task.extra_features=[{other}]"]))

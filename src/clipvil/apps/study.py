@@ -123,7 +123,22 @@ class VqaAdapter:
         return out
 
 
-ADAPTERS: dict[str, StudyAdapter] = {"vqa": VqaAdapter()}  # captioning: add a CaptionAdapter here
+class CaptionAdapter:
+    """Captioning (caption task): the world's Karpathy file, grids from the stores; CIDEr + BLEU-4, ROUGE-L."""
+
+    name = "caption"
+
+    def overrides(self, world: Path, features: list[Path]) -> list[str]:
+        return [f"task.karpathy_file={world / 'captions' / 'dataset_coco.json'}",
+                f"task.features=[{', '.join(str(f) for f in features)}]", "task.feature_encoder=''",
+                "task.feature_preset=''"]
+
+    def report(self, metrics: dict[str, Any]) -> dict[str, float]:
+        return {"overall": float(metrics["CIDEr"]),
+                **{k: float(metrics[k]) for k in ("Bleu_4", "ROUGE_L", "METEOR") if k in metrics}}
+
+
+ADAPTERS: dict[str, StudyAdapter] = {"vqa": VqaAdapter(), "caption": CaptionAdapter()}
 
 PRETRAIN_DATA = {  # pre-training task -> its data overrides for a synthetic world
     "clip": lambda w: [f"task.data.root={w / 'captions'}", f"task.data.image_root={w / 'coco'}"],

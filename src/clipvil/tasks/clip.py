@@ -22,10 +22,9 @@ weight file (further pre-training in-domain, as the paper does before its VQA ru
   CSV/TSV). Training uses open_clip's training transform (RandomResizedCrop), its randomness seeded per
   (train.seed, epoch, item), so resume and DDP are exact. Evaluation: zero-shot image<->text retrieval on a
   held-out split, R@1/5/10 both ways; the primary metric is `rsum` (the sum of the six recalls).
-- WebDataset shards are not wired: the engine's loader takes a map-style dataset with an index batch sampler
-  (`ResumableSampler`: steps_per_epoch, set_position) and saves only the loop counters. An iterable
-  `ImageTextShards` needs (1) a loader without batch_sampler, (2) the task's `ShardProgress` saved in and
-  restored from the checkpoint (a task state hook beside `artifacts()`), and (3) a steps-per-epoch count.
+- WebDataset shards (`task.data.format: shards`) are read as an indexed corpus (one pass records each
+  sample's caption and tar member, cached in the run directory), so the engine's resumable samplers apply:
+  a killed run resumes at its exact sample, and DDP sees the single-process batches.
 """
 
 from __future__ import annotations
@@ -101,7 +100,7 @@ class ClipTask(TaskModule):
         return self
 
     def dataset(self, split: str) -> Dataset:
-        pairs = read_pairs(self.cfg.data, split)
+        pairs = read_pairs(self.cfg.data, split, self.ctx)
         if split == self._train_split():
             return PairDataset(pairs, self.train_transform, self.tokenize, self.seed)
         data = self.cfg.data

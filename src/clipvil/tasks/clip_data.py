@@ -12,8 +12,9 @@ Training items are seeded per (run seed, epoch, index): the batch sampler tags e
 and the random crop of open_clip's training transform is drawn from a generator seeded by the three, so a
 resumed or a distributed run sees the very pixels a single uninterrupted run sees.
 
-WebDataset shards (`clipvil.data.shards`) are not a format here: the engine's samplers index a map-style
-dataset, and `ImageTextShards` is an iterable resumed by `ShardProgress` (see the clip task's docstring).
+WebDataset shards (`format: shards`) are read as an *indexed* corpus (`clipvil.tasks.vl_shards`): one pass
+records every sample's caption and image member (offset, size), cached in the run directory, so the engine's
+resumable, DDP-exact samplers apply to shards as to folders (a killed run resumes at its exact sample).
 """
 
 from __future__ import annotations
@@ -42,14 +43,18 @@ from clipvil.data.validate import error, get_field, load_json
 from clipvil.encoders.images import ImageDecodeError, load_image
 from clipvil.metrics.retrieval import retrieval_recalls
 from clipvil.tasks.base import Batch, BatchLayout
+from clipvil.tasks.registry import RunContext
+from clipvil.tasks.vl_shards import TarMember, read_shard_pairs
 
 
 @dataclass
 class ImageTextData:
     """Where a contrastive task's image–caption pairs come from (YAML section `task.data`)."""
 
-    format: Literal["karpathy", "flickr30k", "coco", "lxmert", "csv"] = "karpathy"  # which reader: Karpathy's
-    # dataset_coco.json, Karpathy's dataset_flickr30k.json, a COCO caption JSON, LXMERT files, a CSV/TSV
+    format: Literal["karpathy", "flickr30k", "coco", "lxmert", "csv", "shards"] = "karpathy"  # which reader:
+    # Karpathy's dataset_coco.json, Karpathy's dataset_flickr30k.json, a COCO caption JSON, LXMERT files, a
+    # CSV/TSV, or WebDataset tar shards (<key>.jpg|png + <key>.txt; a split is a brace pattern, e.g.
+    # "train-{000000..000099}.tar", indexed once per run so the engine's resumable samplers apply)
     root: Path = Path("data/synthetic/captions")  # folder of the annotation files (relative names resolve here)
     image_root: Path = Path("data/synthetic/coco")  # images: COCO root (train2014/, val2014/), the Flickr30k
     # image folder, LXMERT's image root, or the base of a CSV's relative paths
@@ -90,11 +95,16 @@ def flickr_karpathy_pairs(path: Path, image_root: Path, splits: Sequence[str]) -
     return ImageTextPairs((path,), pairs, {})
 
 
-def read_pairs(data: ImageTextData, split: str) -> ImageTextPairs:
-    """The pairs of split `split` as `data` describes them (KeyError naming the configured splits)."""
+def read_pairs(data: ImageTextData, split: str, ctx: RunContext | None = None) -> ImageTextPairs:
+    """The pairs of split `split` as `data` describes them (KeyError naming the configured splits). Shards
+    need the run's context: their index is made once by rank 0 and cached in the run directory."""
     if split not in data.splits:
         raise KeyError(f"task.data.splits has no split {split!r}; configured: {sorted(data.splits)}")
     spec, root, images = data.splits[split], Path(data.root), Path(data.image_root)
+    if data.format == "shards":
+        if ctx is None:
+            raise ValueError("task.data.format=shards needs a run context (the shard index lives in the run)")
+        return shard_pairs(str(root / spec), ctx)
     if data.format == "karpathy":
         return karpathy_pairs(root / data.karpathy_file, images, spec.split("+"), restval_as_train="restval" not in spec)
     if data.format == "flickr30k":
@@ -126,7 +136,17 @@ def tagged_sampler(dataset: Dataset, layout: BatchLayout) -> EpochTaggedSampler:
                               layout.world_size, layout.seed, layout.shuffle)
 
 
+def shard_pairs(spec: str, ctx: RunContext) -> ImageTextPairs:
+    """The samples of WebDataset shards as pairs whose `image` is a TarMember (read by seek, not streamed)."""
+    indexed = read_shard_pairs(spec, Path(ctx.out_dir), ctx)
+    pairs = [ImageText(member, sentence.sentence, sentence.uid, f"shard sample {member.key}")  # type: ignore[arg-type]
+             for member, sentence in zip(indexed.paths, indexed.sentences)]
+    return ImageTextPairs(tuple(sorted({Path(m.shard) for m in indexed.paths})), pairs, {})
+
+
 def _load(pair: ImageText, source: str):
+    if isinstance(pair.image, TarMember):
+        return pair.image.read_image()  # errors name the shard and the sample
     try:
         return load_image(pair.image)
     except ImageDecodeError as err:

@@ -65,12 +65,12 @@ class RetrievalTask(ZeroShotTask):
 
     def __init__(self, cfg: RetrievalConfig, ctx: RunContext) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.ctx = cfg, ctx
         self._build_clip(cfg.model, cfg.weights, cfg.quick_gelu)
 
     def dataset(self, split: str) -> Dataset:
         d = self.cfg.data
-        return RetrievalSet(read_pairs(d, split), self.transform, self.tokenize, d.captions_per_image, d.max_images)
+        return RetrievalSet(read_pairs(d, split, self.ctx), self.transform, self.tokenize, d.captions_per_image, d.max_images)
 
     def collate(self, items: list[dict[str, Any]]) -> Batch:
         return collate_pairs(items)
