@@ -342,7 +342,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     opt = (lambda v: Path(v) if v else None)
     checkpoints = resolve_checkpoints(opt(args.vqa_checkpoint), opt(args.caption_checkpoint),
                                       opt(args.grounding_checkpoint), Path(args.demo_dir))
-    run_server(ServeConfig(checkpoints=checkpoints, weights=tuple(Path(w) for w in args.weights or ()),
+    weights = [Path(w) for w in args.weights or ()]
+    if not weights and not (args.vqa_checkpoint or args.caption_checkpoint or args.grounding_checkpoint):
+        weights = sorted((Path(args.demo_dir) / "clip" / "export").glob("*.pt"))  # the demo's own CLIP weights
+    run_server(ServeConfig(checkpoints=checkpoints, weights=tuple(weights),
                            host=args.host, port=args.port, device=args.device, workers=args.workers,
                            queue=args.queue, timeout_s=args.timeout, max_upload_mb=args.max_upload_mb,
                            max_pixels=args.max_pixels, max_question_chars=args.max_question_chars))
