@@ -224,10 +224,10 @@ def test_score_gqa_errors_name_the_file(shared_data: Path, tmp_path: Path, capsy
 
 
 def _score_error(*args: str) -> str:
-    from clipvil.cli import main
-
     import contextlib
     import io
+
+    from clipvil.cli import main
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err):

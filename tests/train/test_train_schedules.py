@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from clipvil.train.config import ScheduleConfig, build_dataclass
+from clipvil.train.config import ScheduleConfig
+from clipvil.train.config_io import build_dataclass
 from clipvil.train.optim import build_scheduler, schedule_factor
 
 PYTHIA = """

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clipvil.apps.export_clip import export_clip
 from clipvil import recipes
+from clipvil.apps.export_clip import export_clip
 from clipvil.apps.extract import ExtractConfig, run_extract
 from clipvil.common.atomic import atomic_write_text
 from clipvil.data.synthetic import make_data

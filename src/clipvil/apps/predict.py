@@ -22,7 +22,8 @@ from clipvil.tasks.grid_source import concat_grids
 from clipvil.tasks.registry import get_task
 from clipvil.tasks.vqa_predict import VqaAnswer
 from clipvil.train import checkpoint as ckpt
-from clipvil.train.config import ConfigError, config_from_dict
+from clipvil.train.config import config_from_dict
+from clipvil.train.config_io import ConfigError
 from clipvil.types import GridFeatures
 
 

@@ -43,7 +43,8 @@ from clipvil.apps.study_report import write_report
 from clipvil.common.atomic import atomic_write_json
 from clipvil.data.synthetic import make_data
 from clipvil.encoders.registry import tower_family
-from clipvil.train.config import build_dataclass, load_config
+from clipvil.train.config import load_config
+from clipvil.train.config_io import build_dataclass
 from clipvil.train.evaluate import evaluate
 from clipvil.train.loop import train
 

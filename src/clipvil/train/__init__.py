@@ -10,7 +10,6 @@ update, after_update, evaluate_splits, save_state), clipvil.train.builders, clip
 
 from clipvil.train.checkpoint import CheckpointMismatchError
 from clipvil.train.config import (
-    ConfigError,
     ExtraOptimizerConfig,
     OptimConfig,
     PhaseConfig,
@@ -22,6 +21,7 @@ from clipvil.train.config import (
     load_config,
     save_config,
 )
+from clipvil.train.config_io import ConfigError
 from clipvil.train.evaluate import evaluate
 from clipvil.train.loop import NonFiniteLossError, RunResult, train
 

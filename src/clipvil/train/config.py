@@ -20,8 +20,6 @@ loaded, so a saved run config works from any working directory.
 
 from __future__ import annotations
 
-import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +28,17 @@ from typing import Any, Literal
 import yaml
 
 from clipvil.tasks.registry import get_task
+from clipvil.train.config_io import (
+    Sources,
+    apply_overrides,
+    build_checked,
+    convert,
+    fail,
+    plain_data,
+    read_yaml,
+)
 
 SECTION_ORDER = ("task", "optim", "schedule", "extra_optimizers", "phases", "train", "out_dir")
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not match the config dataclasses."""
 
 
 @dataclass
@@ -147,302 +150,106 @@ class RunConfig:
     out_dir: str = "runs/default"  # run directory
 
 
-class _Sources:
-    """Remembers which file (or override) set each dotted key, to name it in errors."""
-
-    def __init__(self, default: str) -> None:
-        self.default = default
-        self.by_key: dict[tuple[str, ...], str] = {}
-
-    def record(self, data: Any, prefix: tuple[str, ...], source: str) -> None:
-        self.by_key[prefix] = source
-        if isinstance(data, dict):
-            for key, value in data.items():
-                self.record(value, prefix + (str(key),), source)
-
-    def of(self, key: tuple[str, ...]) -> str:
-        for end in range(len(key), 0, -1):
-            if key[:end] in self.by_key:
-                return self.by_key[key[:end]]
-        return self.default
-
-
-def _dotted(key: tuple[str, ...]) -> str:
-    return ".".join(key) if key else "<top level>"
-
-
-def _fail(sources: _Sources, key: tuple[str, ...], message: str) -> typing.NoReturn:
-    raise ConfigError(f"{sources.of(key)}: {_dotted(key)}: {message}")
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _read_yaml(path: Path, sources: _Sources, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Reads a YAML mapping and merges its `includes` (relative to the file) underneath it."""
-    path = path.resolve()
-    if path in seen:
-        raise ConfigError(f"{path}: includes form a cycle: {' -> '.join(str(p) for p in seen + (path,))}")
-    if not path.is_file():
-        where = f" (included from {seen[-1]})" if seen else ""
-        raise FileNotFoundError(f"config file not found: {path}{where}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
-    includes = data.pop("includes", [])
-    if isinstance(includes, str):
-        includes = [includes]
-    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise ConfigError(f"{path}: includes: expected a list of file paths, got {includes!r}")
-    merged: dict[str, Any] = {}
-    for include in includes:
-        merged = _deep_merge(merged, _read_yaml(path.parent / include, sources, seen + (path,)))
-    sources.record(data, (), str(path))
-    return _deep_merge(merged, data)
-
-
-def apply_overrides(
-    data: dict[str, Any], overrides: list[str], sources: _Sources | None = None
-) -> dict[str, Any]:
-    """Applies `key.sub=value` overrides (values parsed as YAML scalars/flow lists) to a raw config dict."""
-    data = _deep_merge({}, data)
-    for item in overrides:
-        key_text, sep, value_text = item.partition("=")
-        key = tuple(key_text.strip().split("."))
-        if not sep or not all(key):
-            raise ConfigError(f"override {item!r}: expected key.sub=value")
-        try:
-            value = yaml.safe_load(value_text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: value is not valid YAML: {err}") from err
-        node = data
-        for depth, part in enumerate(key[:-1]):
-            if part not in node and sources is not None:
-                sources.record({}, key[: depth + 1], f"override {item!r}")  # a section the override creates
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {_dotted(key[: depth + 1])} is not a section")
-            node = child
-        node[key[-1]] = value
-        if sources is not None:
-            sources.record(value, key, f"override {item!r}")
-    return data
-
-
-def _convert(tp: Any, value: Any, key: tuple[str, ...], sources: _Sources) -> Any:
-    """Checks `value` against the annotation `tp` and converts it (lists to tuples, numbers to float...)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, sources)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        arms = [a for a in args if a is not type(None)]
-        if len(arms) != 1:
-            raise TypeError(f"{_dotted(key)}: unions other than `X | None` are not supported in configs")
-        return _convert(arms[0], value, key, sources)
-    if origin is Literal:
-        if value not in args:
-            _fail(sources, key, f"must be one of {list(args)}, got {value!r}")
-        return value
-    if origin is list and isinstance(value, str | int | float | Path) and not isinstance(value, bool):
-        value = [value]  # a single value where a list is expected: a list of one
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            _fail(sources, key, f"expected a list, got {value!r}")
-        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(value) != len(args):
-                _fail(sources, key, f"expected {len(args)} values, got {len(value)}: {value!r}")
-            return tuple(
-                _convert(a, v, key + (str(i),), sources) for i, (a, v) in enumerate(zip(args, value))
-            )
-        items = [_convert(args[0], v, key + (str(i),), sources) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            _fail(sources, key, f"expected a mapping, got {value!r}")
-        return {str(k): _convert(args[1], v, key + (str(k),), sources) for k, v in value.items()}
-    return _convert_scalar(tp, value, key, sources)
-
-
-def _convert_scalar(tp: Any, value: Any, key: tuple[str, ...], sources: _Sources) -> Any:
-    if tp is bool:
-        if not isinstance(value, bool):
-            _fail(sources, key, f"expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(sources, key, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        # PyYAML reads `1e-4` (no dot) as a string: accept any text that float() parses.
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            _fail(sources, key, f"expected a number, got {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            _fail(sources, key, f"expected a number, got {value!r}")
-    if tp is str:
-        if not isinstance(value, str):
-            _fail(sources, key, f"expected a string, got {value!r} (quote it in YAML)")
-        return value
-    if tp is Path:
-        if not isinstance(value, str | Path) or not str(value):
-            _fail(sources, key, f"expected a path, got {value!r}")
-        return Path(value).expanduser().absolute()
-    raise TypeError(f"{_dotted(key)}: config fields of type {tp!r} are not supported")
-
-
-def _build(cls: type, data: Any, key: tuple[str, ...], sources: _Sources) -> Any:
-    """Builds dataclass `cls` from a mapping, failing on unknown keys and bad values."""
-    if not isinstance(data, dict):
-        _fail(sources, key, f"expected a mapping of {cls.__name__} fields, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls) if f.init]
-    for name in data:
-        if name not in known:
-            _fail(
-                sources, key + (str(name),), f"unknown key (known keys of {cls.__name__}: {', '.join(known)})"
-            )
-    defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls)  # type: ignore[misc]
-                if f.default_factory is not dataclasses.MISSING}
-    values = {}
-    for name, value in data.items():
-        if isinstance(value, dict) and isinstance(defaults.get(name), dict) and defaults[name]:
-            value = {**defaults[name], **value}  # mappings with defaults merge key by key
-        values[name] = _convert(hints[name], value, key + (name,), sources)
-    return cls(**values)
-
-
-def build_dataclass(cls: type, data: dict[str, Any], source: str = "<dict>") -> Any:
-    """Builds any config dataclass (e.g. one section) from a mapping with the same checks as a file."""
-    return _build(cls, data, (), _Sources(source))
-
-
-def _build_run(data: dict[str, Any], sources: _Sources) -> RunConfig:
+def _build_run(data: dict[str, Any], sources: Sources) -> RunConfig:
     for name in data:
         if name not in SECTION_ORDER:
-            _fail(sources, (str(name),), f"unknown key (known sections: {', '.join(SECTION_ORDER)})")
+            fail(sources, (str(name),), f"unknown key (known sections: {', '.join(SECTION_ORDER)})")
     task_data = data.get("task")
     if not isinstance(task_data, dict) or not isinstance(task_data.get("name"), str):
-        _fail(sources, ("task", "name"), "missing: every run config names its task (task: {name: ...})")
+        fail(sources, ("task", "name"), "missing: every run config names its task (task: {name: ...})")
     task_fields = {k: v for k, v in task_data.items() if k != "name"}
     try:
         entry = get_task(task_data["name"])
     except KeyError as err:
-        _fail(sources, ("task", "name"), str(err.args[0]))
+        fail(sources, ("task", "name"), str(err.args[0]))
     hints = typing.get_type_hints(RunConfig)
     sections = {
-        name: _convert(hints[name], data[name], (name,), sources)
+        name: convert(hints[name], data[name], (name,), sources)
         for name in ("optim", "schedule", "extra_optimizers", "phases", "train", "out_dir")
         if name in data
     }
     if "out_dir" in sections:
         sections["out_dir"] = str(Path(sections["out_dir"]).expanduser().absolute()) if sections["out_dir"] else ""
-    task_cfg = _build(entry.config_cls, task_fields, ("task",), sources)
+    task_cfg = build_checked(entry.config_cls, task_fields, ("task",), sources)
     cfg = RunConfig(task_name=entry.name, task=task_cfg, **sections)
     validate(cfg, sources)
     return cfg
 
 
-def validate(cfg: RunConfig, sources: _Sources | None = None) -> None:
+def validate(cfg: RunConfig, sources: Sources | None = None) -> None:
     """Cross-field checks that single fields cannot express."""
-    src = sources or _Sources("<config>")
+    src = sources or Sources("<config>")
     t = cfg.train
     if t.max_steps <= 0 and t.epochs <= 0:
-        _fail(src, ("train", "max_steps"), "set train.max_steps and/or train.epochs to a positive number")
+        fail(src, ("train", "max_steps"), "set train.max_steps and/or train.epochs to a positive number")
     for name in ("batch_size", "grad_accum", "log_every", "checkpoint_every"):
         if getattr(t, name) < 1:
-            _fail(src, ("train", name), f"must be >= 1, got {getattr(t, name)}")
+            fail(src, ("train", name), f"must be >= 1, got {getattr(t, name)}")
     if t.batch_size % t.grad_accum:
-        _fail(src, ("train", "batch_size"), f"{t.batch_size} is not divisible by grad_accum={t.grad_accum}")
+        fail(src, ("train", "batch_size"), f"{t.batch_size} is not divisible by grad_accum={t.grad_accum}")
     if "main" in cfg.extra_optimizers:
-        _fail(src, ("extra_optimizers", "main"), "the name 'main' is reserved for the `optim` section")
+        fail(src, ("extra_optimizers", "main"), "the name 'main' is reserved for the `optim` section")
     if t.best_split and t.best_split not in t.eval_splits:
-        _fail(src, ("train", "best_split"), f"{t.best_split!r} is not one of train.eval_splits {t.eval_splits}")
+        fail(src, ("train", "best_split"), f"{t.best_split!r} is not one of train.eval_splits {t.eval_splits}")
     if len(set(t.eval_splits)) != len(t.eval_splits):
-        _fail(src, ("train", "eval_splits"), f"a split is listed twice: {t.eval_splits}")
+        fail(src, ("train", "eval_splits"), f"a split is listed twice: {t.eval_splits}")
     _validate_phases(cfg, src)
     if not cfg.out_dir:
-        _fail(src, ("out_dir",), "must not be empty")
+        fail(src, ("out_dir",), "must not be empty")
     try:
         entry = get_task(cfg.task_name)
     except KeyError as err:
-        _fail(src, ("task", "name"), str(err.args[0]))
+        fail(src, ("task", "name"), str(err.args[0]))
     if not isinstance(cfg.task, entry.config_cls):
-        _fail(
+        fail(
             src,
             ("task",),
             f"task {cfg.task_name!r} takes a {entry.config_cls.__name__}, got {type(cfg.task).__name__}",
         )
 
 
-def _validate_phases(cfg: RunConfig, src: _Sources) -> None:
+def _validate_phases(cfg: RunConfig, src: Sources) -> None:
     names = [p.name for p in cfg.phases]
     if len(set(names)) != len(names):
-        _fail(src, ("phases",), f"phase names must be unique, got {names}")
+        fail(src, ("phases",), f"phase names must be unique, got {names}")
     for i, phase in enumerate(cfg.phases):
         key = ("phases", str(i))
         if (phase.start_epoch >= 0) == (phase.start_step >= 0):
-            _fail(src, key, f"phase {phase.name!r}: set exactly one of start_epoch and start_step")
+            fail(src, key, f"phase {phase.name!r}: set exactly one of start_epoch and start_step")
         if i == 0 and max(phase.start_epoch, phase.start_step) != 0:
-            _fail(src, key, f"the first phase ({phase.name!r}) must start at epoch 0 / step 0")
+            fail(src, key, f"the first phase ({phase.name!r}) must start at epoch 0 / step 0")
     schedules = {"main": cfg.schedule, **{n: e.schedule for n, e in cfg.extra_optimizers.items()}}
     for name, sched in schedules.items():
         where = ("schedule",) if name == "main" else ("extra_optimizers", name, "schedule")
         if sched.every < 1 or not 0 <= sched.offset < sched.every:
-            _fail(src, where, f"need every >= 1 and 0 <= offset < every, got every={sched.every}, "
+            fail(src, where, f"need every >= 1 and 0 <= offset < every, got every={sched.every}, "
                   f"offset={sched.offset}")
         unknown = sorted(set(sched.phases) - set(names or ["train"]))
         if unknown:
-            _fail(src, where + ("phases",), f"unknown phase(s) {unknown}; phases: {names or ['train']}")
+            fail(src, where + ("phases",), f"unknown phase(s) {unknown}; phases: {names or ['train']}")
 
 
 def config_from_dict(
     data: dict[str, Any], overrides: list[str] | None = None, source: str = "<dict>"
 ) -> RunConfig:
     """Builds a RunConfig from an in-memory mapping (same rules as a file; `source` names it in errors)."""
-    sources = _Sources(source)
+    sources = Sources(source)
     sources.record(data, (), source)
     return _build_run(apply_overrides(data, list(overrides or []), sources), sources)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Reads a YAML run config (with its `includes`), applies `key.sub=value` overrides and checks it all."""
-    sources = _Sources(str(Path(path).resolve()))
-    data = _read_yaml(Path(path), sources)
+    sources = Sources(str(Path(path).resolve()))
+    data = read_yaml(Path(path), sources)
     return _build_run(apply_overrides(data, list(overrides or []), sources), sources)
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     """The resolved config as plain YAML-able data, in the file layout (task.name inside `task`)."""
-    out: dict[str, Any] = {"task": {"name": cfg.task_name, **_plain(cfg.task)}}
+    out: dict[str, Any] = {"task": {"name": cfg.task_name, **plain_data(cfg.task)}}
     for name in SECTION_ORDER[1:]:
-        out[name] = _plain(getattr(cfg, name))
+        out[name] = plain_data(getattr(cfg, name))
     return out
 
 

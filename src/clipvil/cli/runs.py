@@ -1,0 +1,187 @@
+"""Sub-commands around training runs: train, evaluate, predict, demo, export-clip, study, card."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clipvil.cli.common import directory_option, positive_int, print_json
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from clipvil.train import load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    directory_option("out_dir", cfg.out_dir)
+    result = train(cfg)
+    print_json({"out_dir": str(result.out_dir), "step": result.step, "best": result.best_value,
+                 "best_checkpoint": str(result.best_checkpoint), "last_eval": result.last_eval})
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from clipvil.train import evaluate, load_config
+
+    splits = args.split if args.split is None or len(args.split) > 1 else args.split[0]
+    if args.checkpoint is None:  # a zero-shot task (retrieval, zeroshot_vqa) with its own task.weights
+        from clipvil.apps.zero_shot import evaluate_weights
+
+        extra = [f"task.weights={Path(args.weights).absolute()}"] if args.weights else []
+        print_json(evaluate_weights(load_config(args.config, [*args.overrides, *extra]), splits, args.out))
+        return 0
+    if args.weights:
+        raise ValueError("--weights is for tasks evaluated without a checkpoint; give --checkpoint or --weights")
+    print_json(evaluate(load_config(args.config, args.overrides), args.checkpoint, splits, args.out))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from clipvil.apps.predict import predict_vqa
+
+    weights = [Path(w) for w in args.weights] if args.weights else None
+    if getattr(args, "expression", None) is not None:  # grounding: the box of a referring expression
+        return _cmd_predict_box(args, weights)
+    if args.question is None:  # a captioning checkpoint takes no question (a VQA one refuses: pass --question)
+        return _cmd_predict_caption(args, weights)
+    result = predict_vqa(args.checkpoint, args.image, args.question, args.top_k, weights)
+    for note in result.notes:
+        print(f"clipvil predict: note: {note}", file=sys.stderr)
+    print_json([{"answer": a, "score": round(p, 4)} for a, p in result.answers])
+    return 0
+
+
+def _cmd_predict_caption(args: argparse.Namespace, weights: list[Path] | None) -> int:
+    from clipvil.apps.predict import predict_caption
+
+    result = predict_caption(args.checkpoint, args.image, args.beam_size, weights)
+    print_json({"caption": result.caption, "score": round(result.score, 4),
+                 "beams": [{"caption": c, "score": round(v, 4)} for c, v in result.beams]})
+    return 0
+
+
+def _cmd_predict_box(args: argparse.Namespace, weights: list[Path] | None) -> int:
+    from clipvil.apps.ground import predict_box
+
+    result = predict_box(args.checkpoint, args.image, args.expression, args.out, weights)
+    for note in result.notes:
+        print(f"clipvil predict: note: {note}", file=sys.stderr)
+    print_json({"expression": args.expression, "box_xywh": [round(v, 1) for v in result.box_xywh],
+                 "cell_prob": round(result.cell_prob, 4), "out": args.out})
+    return 0
+
+
+def add_training(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a task from a YAML recipe (resumes from the run's last checkpoint)")
+    p.add_argument("config", help="recipe YAML, e.g. configs/vqa/mcan_rn50.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="optional overrides of the recipe, e.g. train.batch_size=32 optim.lr=5e-5")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint: metrics JSON + official results file per split")
+    p.add_argument("config", help="the recipe (or the run's saved config.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="optional overrides of the recipe")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint file, e.g. <run>/checkpoints/best.pt "
+                   "(omitted: the zero-shot tasks evaluate task.weights / --weights)")
+    p.add_argument("--weights", default=None, help="zero-shot tasks (retrieval, zeroshot_vqa) without a "
+                   "checkpoint: a CLIP weight file (OpenAI .pt archive, open_clip checkpoint); sets task.weights")
+    p.add_argument("--split", action="append", default=None,
+                   help="task split to evaluate; repeat for several (default: train.eval_splits)")
+    p.add_argument("--out", default=None, help="results folder (default <out_dir>/eval/<checkpoint name>/)")
+    p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("predict", help="top-k answers to a question about one image (from a checkpoint alone)")
+    p.add_argument("--checkpoint", required=True, help="a VQA checkpoint (any copy of <run>/checkpoints/best.pt)")
+    p.add_argument("--image", required=True, help="image file (JPEG, PNG, ...)")
+    p.add_argument("--question", default=None, help="the question, in English (VQA checkpoints)")
+    p.add_argument("--expression", default=None, help="grounding checkpoints: a referring expression, e.g. "
+                   "'the red circle'; prints its box [x, y, w, h] in pixels")
+    p.add_argument("--out", default=None, help="--expression: PNG of the image with the predicted box drawn")
+    p.add_argument("--top-k", type=positive_int("--top-k"), default=5, help="answers to print (default 5)")
+    p.add_argument("--beam-size", type=positive_int("--beam-size"), default=None,
+                   help="captioning checkpoints (no --question): beam width (default: the recipe's task.beam_size)")
+    p.add_argument("--weights", action="append", default=None,
+                   help="the encoder weight file the features were made with (repeat for a plugin of two "
+                   "encoders); not needed for random weights")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from clipvil.apps.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=directory_option("--out", args.out), images=args.images, encoder=args.encoder,
+                        weights=Path(args.weights) if args.weights else None, overrides=tuple(args.overrides)))
+    return 0
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="synthetic world → small CLIP pre-trained on its captions → grids → MCAN → VQA accuracy vs a random tower and the majority baseline")
+    p.add_argument("--out", default="runs/demo", help="folder of everything the demo makes (default runs/demo)")
+    p.add_argument("--images", type=positive_int("--images"), default=1000, help="synthetic images (default 1000)")
+    p.add_argument("--encoder", default="clipvil-vit-tiny", help="the tower: pre-trained here as a small CLIP on "
+                   "the world's captions, and with random weights as the baseline (default clipvil-vit-tiny)")
+    p.add_argument("--weights", default=None, help="local CLIP weight file of --encoder: used instead of "
+                   "pre-training one (default: pre-train)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="optional overrides of configs/demo/mcan_synthetic.yaml")
+    p.set_defaults(func=_cmd_demo)
+
+
+
+def _cmd_export_clip(args: argparse.Namespace) -> int:
+    from clipvil.apps.export_clip import export_clip
+
+    result = export_clip(args.checkpoint, directory_option("--out", args.out))
+    print_json({"weights": str(result.weights), "config": str(result.config) if result.config else None,
+                 "encoder": result.encoder, "task": result.task, "step": result.step})
+    return 0
+
+
+def add_export_clip(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-clip", help="a clip / classify run's checkpoint -> open_clip weights for "
+                       "build_encoder and `clipvil extract --weights`")
+    p.add_argument("--checkpoint", required=True, help="<run>/checkpoints/best.pt of a clip or classify run")
+    p.add_argument("--out", required=True, help="folder for <arch>.pt + <arch>.json (open_clip's layout)")
+    p.set_defaults(func=_cmd_export_clip)
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from clipvil.apps.study import run_study
+
+    report = run_study(args.config)
+    print(Path(report["files"]["markdown"]).read_text())
+    print_json(report["files"])
+    return 0
+
+
+def add_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="one task recipe over many encoders x seeds (resumable): table + plot")
+    p.add_argument("config", help="study YAML, e.g. configs/study/synthetic_vqa.yaml")
+    p.set_defaults(func=_cmd_study)
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from clipvil import recipes
+    from clipvil.apps.card import CardOptions, Gpu, make_card, to_markdown
+
+    gpu = Gpu(args.gpu, args.gpu_tflops * 1e12, args.utilisation)
+    card = make_card(recipes.resolve(args.config), args.overrides,
+                     CardOptions(gpu=gpu, question_vocab=args.question_vocab))
+    if args.json:
+        print_json(card.to_dict())
+    else:
+        print(to_markdown(card), end="")
+    return 0
+
+
+def add_card(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("card", help="a recipe's card: parameters, FLOPs, memory, measured step time, GPU-hours, "
+                       "data sizes, seeds, the paper's number (Markdown or JSON)")
+    p.add_argument("config", help="recipe YAML, or a packaged recipe name (e.g. vqa/movie_mcan_rn50)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="optional overrides of the recipe")
+    p.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    p.add_argument("--gpu", default="A100", help="GPU named in the estimate (default A100)")
+    p.add_argument("--gpu-tflops", type=float, default=312.0,
+                   help="its dense bf16 peak in TFLOP/s (default 312, the A100's)")
+    p.add_argument("--utilisation", type=float, default=0.40, help="assumed fraction of the peak (default 0.40)")
+    p.add_argument("--question-vocab", type=positive_int("--question-vocab"), default=20_000,
+                   help="assumed question-word vocabulary (default 20000)")
+    p.set_defaults(func=_cmd_card)
