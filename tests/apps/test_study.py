@@ -98,7 +98,7 @@ def test_bad_study_configs_name_the_entry(tmp_path: Path) -> None:
 
 
 def test_the_caption_adapter_points_the_recipe_at_the_world_and_reports_cider(tmp_path: Path) -> None:
-    from clipvil.apps.study import ADAPTERS
+    from clipvil.apps.study_tasks import ADAPTERS
     from clipvil.train import load_config
 
     adapter = ADAPTERS["caption"]
@@ -109,3 +109,70 @@ def test_the_caption_adapter_points_the_recipe_at_the_world_and_reports_cider(tm
     assert cfg.task.features == [tmp_path / "a", tmp_path / "b"] and cfg.task.feature_encoder == ""
     assert adapter.report({"CIDEr": 0.5, "Bleu_4": 0.2, "ROUGE_L": 0.4, "n": 3}) == {
         "overall": 0.5, "Bleu_4": 0.2, "ROUGE_L": 0.4}
+
+
+NAV_WORLD = {"kind": "nav", "seed": 0, "connectivity": str(REPO.parent / "shared/data/clip-vil/connectivity"),
+             "nav": {"train_scans": ["8194nk5LbLH"], "unseen_scans": ["GdvgFV5R1Z5"], "train_paths": 16,
+                     "val_seen_paths": 3, "val_unseen_paths": 4, "aug_paths": 0, "languages": ["en"],
+                     "width": 64, "height": 48}}
+NAV_CELL = ["train.max_steps=4", "train.eval_every=2", "train.checkpoint_every=2", "train.batch_size=8",
+            "task.model_overrides={word_dim: 16, hidden: 16, dropout: 0.3, feat_dropout: 0.3, action_dim: 8}"]
+
+
+def _nav_study(tmp_path: Path, **changes: object) -> Path:
+    cfg = {"out": str(tmp_path / "out"), "world": NAV_WORLD, "adapter": "vln",
+           "recipe": str(REPO / "configs/vln/navworld_follower.yaml"), "overrides": NAV_CELL, "preset": "native",
+           "seeds": [0], "encoders": [{"name": "rand", "encoder": "clipvil-rn-tiny"}], **changes}
+    path = tmp_path / "nav.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_navigation_study_reads_pooled_fp32_views_and_reports_both_validation_splits(tmp_path: Path) -> None:
+    report = run_study(_nav_study(tmp_path))
+    out = tmp_path / "out"
+    manifest = json.loads((out / "world" / "manifest.json").read_text())
+    store = FeatureStore(out / "features" / "rand")
+    assert store.provenance["pooled"] is True and store.provenance["dtype"] == "float32"
+    assert len(store) == 36 * sum(manifest["viewpoints"].values())  # every view of every viewpoint
+    cell = yaml.safe_load((out / "cells" / "rand" / "seed0" / "config.yaml").read_text())
+    assert cell["task"]["data_dir"] == str(out / "world") and cell["task"]["features"] == str(out / "features" / "rand")
+    assert cell["task"]["vocab"] == str(out / "world" / "train_vocab.txt")
+    record = json.loads((out / "cells" / "rand" / "seed0.json").read_text())
+    assert record["split"] == "val_seen+val_unseen"
+    # the study evaluates best.pt again on both splits: the numbers the run logged at its best step
+    evals = [json.loads(line) for line in (out / "cells/rand/seed0/logs/eval.jsonl").read_text().splitlines()]
+    best = max((e for e in evals if e["split"] == "val_unseen"), key=lambda e: (e["sr"], -e["step"]))["step"]
+    logged = {e["split"]: e for e in evals if e["step"] == best}
+    assert record["metrics"] == pytest.approx({
+        "overall": logged["val_unseen"]["sr"], "SPL val_unseen": logged["val_unseen"]["spl"],
+        "SR val_seen": logged["val_seen"]["sr"], "SPL val_seen": logged["val_seen"]["spl"]})
+    assert (out / "study.md").read_text().startswith("| encoder | family | seeds | SR val_unseen (overall) |")
+    assert report["rows"][0]["mean"]["overall"] == record["metrics"]["overall"]
+
+
+def test_navigation_study_configs_are_checked_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="trains on a 'nav' world; set world.kind: nav"):
+        load_study(_nav_study(tmp_path, world={"images": 30}))
+    with pytest.raises(ValueError, match=r"world.nav: unknown field\(s\) \['scans'\]"):
+        load_study(_nav_study(tmp_path, world={**NAV_WORLD, "nav": {"scans": ["x"]}}))
+    pre = {"recipe": str(REPO / "configs/clip/synthetic_rn_tiny.yaml"), "world": "study"}
+    with pytest.raises(ValueError, match="pre-training reads images and captions"):
+        load_study(_nav_study(tmp_path, encoders=[{"name": "c", "encoder": "clipvil-rn-tiny", "pretrain": pre}]))
+    with pytest.raises(ValueError, match="pretrain_world.kind must be 'image'"):
+        load_study(_nav_study(tmp_path, pretrain_world=NAV_WORLD))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_vln_adapter_points_the_recipe_at_the_navigation_world(tmp_path: Path) -> None:
+    from clipvil.apps.study_tasks import ADAPTERS
+    from clipvil.train import load_config
+
+    adapter = ADAPTERS["vln"]
+    cfg = load_config(REPO / "configs/vln/navworld_follower.yaml", adapter.overrides(tmp_path / "w", [tmp_path / "s"]))
+    assert (cfg.task.data_dir, cfg.task.connectivity, cfg.task.features, cfg.task.vocab) == (
+        tmp_path / "w", tmp_path / "w" / "connectivity", tmp_path / "s", tmp_path / "w" / "train_vocab.txt")
+    with pytest.raises(ValueError, match="one view-feature store"):
+        adapter.overrides(tmp_path, [tmp_path / "a", tmp_path / "b"])
+    metrics = {"val_seen/sr": 0.5, "val_seen/spl": 0.4, "val_unseen/sr": 0.25, "val_unseen/spl": 0.2, "val_seen/n": 4}
+    assert adapter.report(metrics) == {"overall": 0.25, "SPL val_unseen": 0.2, "SR val_seen": 0.5, "SPL val_seen": 0.4}

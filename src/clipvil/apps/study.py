@@ -7,6 +7,7 @@ A study YAML (see configs/study/synthetic_vqa.yaml)::
     world: {images: 400, seed: 0}               # the synthetic world the task trains on (made once)
     pretrain_world: {images: 400, seed: 7}      # another world: "CLIP pre-trained" elsewhere, then in-domain
     adapter: vqa                                # the task's adapter (ADAPTERS: how to point it at data + grids)
+                                                # (vln: world {kind: nav, seed: 0} — clipvil make-nav-world)
     recipe: ../demo/mcan_synthetic.yaml         # the task recipe (paths relative to the study file)
     overrides: [train.epochs=4]                 # ... and its overrides
     preset: views                               # extraction input preset
@@ -18,6 +19,10 @@ A study YAML (see configs/study/synthetic_vqa.yaml)::
         encoder: clipvil-rn-tiny                                          # started from another encoder's
         pretrain: {recipe: ../clip/synthetic_rn_tiny.yaml, world: study, init: rn-clip}
       - {name: rn-plugin, plugin: [rn-clip, rn-imagenet]}                 # grids concatenated channel-wise
+
+The world's kind follows the adapter: "image" worlds (clipvil make-data; grids of <world>/coco) for VQA and
+captioning, "nav" worlds (clipvil make-nav-world over real connectivity graphs; the pooled fp32 embedding of
+each of the 36 views of <world>/views) for navigation. Pre-training always runs on image worlds.
 
 Steps, each resumable: worlds (reused when equal), pre-training runs (the engine resumes them; exported once,
 marked by the export's files), extraction (skips stored images), then the cells (encoder x seed): a cell
@@ -33,15 +38,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
 from clipvil.apps.export_clip import export_clip
 from clipvil.apps.extract import ExtractConfig, run_extract
 from clipvil.apps.study_report import write_report
+from clipvil.apps.study_tasks import ADAPTERS, PRETRAIN_DATA, WORLD_KINDS, WorldSpec, nav_world_spec
 from clipvil.common.atomic import atomic_write_json
-from clipvil.data.synthetic import make_data
 from clipvil.encoders.registry import tower_family
 from clipvil.train.config import load_config
 from clipvil.train.config_io import build_dataclass
@@ -49,15 +54,6 @@ from clipvil.train.evaluate import evaluate
 from clipvil.train.loop import train
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class WorldSpec:
-    """A synthetic world (clipvil make-data)."""
-
-    images: int = 400  # images (80% train, 10% val, 10% test)
-    seed: int = 0  # world seed
-    difficulty: float = 0.5  # 0 (easy) .. 1 (hard)
 
 
 @dataclass
@@ -99,54 +95,6 @@ class StudyConfig:
     extract_batch: int = 32  # images per store part
 
 
-class StudyAdapter(Protocol):
-    """What the study needs to know about a task: how to point a recipe at a world and grids, and which of
-    its metrics to report. A task joins the study with one small adapter in ADAPTERS."""
-
-    name: str
-
-    def overrides(self, world: Path, features: list[Path]) -> list[str]: ...
-
-    def report(self, metrics: dict[str, Any]) -> dict[str, float]: ...  # {"overall": x, "<group>": y, ...}
-
-
-class VqaAdapter:
-    """VQA (vqa task): questions of <world>/vqa, grids from the stores; overall + per question type."""
-
-    name = "vqa"
-
-    def overrides(self, world: Path, features: list[Path]) -> list[str]:
-        return [f"task.data_dir={world / 'vqa'}", f"task.features=[{', '.join(str(f) for f in features)}]"]
-
-    def report(self, metrics: dict[str, Any]) -> dict[str, float]:
-        out = {"overall": float(metrics["accuracy"])}
-        out.update({k[len("qtype/"):]: float(v) for k, v in sorted(metrics.items()) if k.startswith("qtype/")})
-        return out
-
-
-class CaptionAdapter:
-    """Captioning (caption task): the world's Karpathy file, grids from the stores; CIDEr + BLEU-4, ROUGE-L."""
-
-    name = "caption"
-
-    def overrides(self, world: Path, features: list[Path]) -> list[str]:
-        return [f"task.karpathy_file={world / 'captions' / 'dataset_coco.json'}",
-                f"task.features=[{', '.join(str(f) for f in features)}]", "task.feature_encoder=''",
-                "task.feature_preset=''"]
-
-    def report(self, metrics: dict[str, Any]) -> dict[str, float]:
-        return {"overall": float(metrics["CIDEr"]),
-                **{k: float(metrics[k]) for k in ("Bleu_4", "ROUGE_L", "METEOR") if k in metrics}}
-
-
-ADAPTERS: dict[str, StudyAdapter] = {"vqa": VqaAdapter(), "caption": CaptionAdapter()}
-
-PRETRAIN_DATA = {  # pre-training task -> its data overrides for a synthetic world
-    "clip": lambda w: [f"task.data.root={w / 'captions'}", f"task.data.image_root={w / 'coco'}"],
-    "classify": lambda w: [f"task.root={w}"],
-}
-
-
 def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
     """The study config of a YAML file and the folder its relative recipe paths start from."""
     path = Path(path)
@@ -165,6 +113,16 @@ def check_study(cfg: StudyConfig, source: str) -> None:
         raise ValueError(f"{source}: encoders need unique, non-empty names, got {names}")
     if cfg.adapter not in ADAPTERS:
         raise ValueError(f"{source}: adapter {cfg.adapter!r} unknown; known: {sorted(ADAPTERS)}")
+    for which, spec in (("world", cfg.world), ("pretrain_world", cfg.pretrain_world)):
+        if spec.kind not in WORLD_KINDS:
+            raise ValueError(f"{source}: {which}.kind {spec.kind!r} unknown; known: {sorted(WORLD_KINDS)}")
+    if cfg.world.kind == "nav":
+        nav_world_spec(cfg.world)  # checks the nav fields now, not after the pre-training runs
+    if cfg.world.kind != ADAPTERS[cfg.adapter].world_kind:
+        raise ValueError(f"{source}: the {cfg.adapter} adapter trains on a {ADAPTERS[cfg.adapter].world_kind!r} "
+                         f"world; set world.kind: {ADAPTERS[cfg.adapter].world_kind}")
+    if cfg.pretrain_world.kind != "image":
+        raise ValueError(f"{source}: pretrain_world.kind must be 'image' (pre-training reads images and captions)")
     for e in cfg.encoders:
         ways = sum([bool(e.plugin), e.pretrain is not None, bool(e.weights)])
         if ways > 1 or (not e.plugin and not e.encoder):
@@ -175,6 +133,9 @@ def check_study(cfg: StudyConfig, source: str) -> None:
                 raise ValueError(f"{source}: encoder {e.name!r} refers to {ref!r}, not another encoder of the study")
         if e.pretrain is not None and e.pretrain.world not in ("study", "pretrain"):
             raise ValueError(f"{source}: encoder {e.name!r}: pretrain.world must be 'study' or 'pretrain'")
+        if e.pretrain is not None and e.pretrain.world == "study" and cfg.world.kind != "image":
+            raise ValueError(f"{source}: encoder {e.name!r}: pre-training reads images and captions, which a "
+                             f"{cfg.world.kind!r} world has not; use pretrain.world: pretrain")
 
 
 class Study:
@@ -190,7 +151,7 @@ class Study:
     def world(self, which: str = "study") -> Path:
         spec, root = (self.cfg.world, self.out / "world") if which == "study" else \
             (self.cfg.pretrain_world, self.out / "pretrain_world")
-        make_data(root, spec.images, seed=spec.seed, difficulty=spec.difficulty, progress=False)
+        WORLD_KINDS[spec.kind].make(root, spec)
         return root
 
     def weights(self, name: str) -> Path | None:
@@ -237,9 +198,10 @@ class Study:
             spec, weights = self.specs[name], self.weights(name)
             store = self.out / "features" / name
             print(f"[study] grids of {name} ({spec.encoder}, {weights or 'RANDOM weights'}) -> {store}", flush=True)
-            run_extract(ExtractConfig(encoder=spec.encoder, images=self.world() / "coco", out=store,
+            kind = WORLD_KINDS[self.cfg.world.kind]
+            run_extract(ExtractConfig(encoder=spec.encoder, images=self.world() / kind.images, out=store,
                                       preset=spec.preset or self.cfg.preset, weights=weights,
-                                      batch_size=self.cfg.extract_batch,
+                                      batch_size=self.cfg.extract_batch, pooled=kind.pooled, dtype=kind.dtype,
                                       progress=False))
             self._stores[name] = store
         return self._stores[name]
@@ -263,8 +225,13 @@ class Study:
         run_cfg = load_config(self.base / self.cfg.recipe, overrides)
         print(f"[study] cell {name} seed {seed} -> {run_dir}", flush=True)
         result = train(run_cfg)
-        split = run_cfg.train.best_split or run_cfg.train.eval_splits[0]
-        metrics = evaluate(run_cfg, result.best_checkpoint or result.last_checkpoint, split)
+        checkpoint = result.best_checkpoint or result.last_checkpoint
+        if self.adapter.splits:
+            split = "+".join(self.adapter.splits)
+            metrics = {f"{s}/{k}": v for s in self.adapter.splits for k, v in evaluate(run_cfg, checkpoint, s).items()}
+        else:
+            split = run_cfg.train.best_split or run_cfg.train.eval_splits[0]
+            metrics = evaluate(run_cfg, checkpoint, split)
         record = {"encoder": name, "seed": seed, "family": self.family(name), "split": split,
                   "metrics": self.adapter.report(metrics), "train_seconds": round(time.perf_counter() - t0, 2),
                   "weights": [str(self.weights(n)) if self.weights(n) else "random" for n in
@@ -282,7 +249,8 @@ class Study:
     def run(self) -> dict[str, Any]:
         """Every cell in config order, then the report; returns the report's data."""
         records = [self.run_cell(e.name, seed) for e in self.cfg.encoders for seed in self.cfg.seeds]
-        return write_report(records, self.out, [e.name for e in self.cfg.encoders], self.cfg.adapter)
+        return write_report(records, self.out, [e.name for e in self.cfg.encoders], self.cfg.adapter,
+                            self.adapter.metric)
 
 
 def run_study(path: str | Path) -> dict[str, Any]:
@@ -291,5 +259,4 @@ def run_study(path: str | Path) -> dict[str, Any]:
     return Study(cfg, base).run()
 
 
-__all__ = ["ADAPTERS", "EncoderSpec", "PretrainSpec", "Study", "StudyAdapter", "StudyConfig", "VqaAdapter",
-           "WorldSpec", "load_study", "run_study"]
+__all__ = ["EncoderSpec", "PretrainSpec", "Study", "StudyConfig", "load_study", "run_study"]

@@ -69,10 +69,11 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, metric: str = "overall", la
     plt.close(fig)
 
 
-def write_report(records: Sequence[dict[str, Any]], out: Path, order: Sequence[str], task: str) -> dict[str, Any]:
-    """Writes study.json, study.md and study.png under `out`; returns the JSON data."""
+def write_report(records: Sequence[dict[str, Any]], out: Path, order: Sequence[str], task: str,
+                 metric: str = "metric") -> dict[str, Any]:
+    """Writes study.json, study.md and study.png under `out`; returns the JSON data. `metric` names the
+    overall metric in the table header and the plot's axis."""
     rows = summarise(records, order)
-    metric = {"vqa": "accuracy", "caption": "CIDEr"}.get(task, "metric")
     data = {"task": task, "rows": rows, "cells": list(records),
             "files": {"json": str(out / "study.json"), "markdown": str(out / "study.md"), "plot": str(out / "study.png")}}
     atomic_write_json(out / "study.json", data, indent=2)
