@@ -176,3 +176,18 @@ def test_the_vln_adapter_points_the_recipe_at_the_navigation_world(tmp_path: Pat
         adapter.overrides(tmp_path, [tmp_path / "a", tmp_path / "b"])
     metrics = {"val_seen/sr": 0.5, "val_seen/spl": 0.4, "val_unseen/sr": 0.25, "val_unseen/spl": 0.2, "val_seen/n": 4}
     assert adapter.report(metrics) == {"overall": 0.25, "SPL val_unseen": 0.2, "SR val_seen": 0.5, "SPL val_seen": 0.4}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs/study").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_study_loads_and_its_recipes_take_the_adapters_overrides(path: Path, tmp_path: Path) -> None:
+    from clipvil.apps.study_tasks import ADAPTERS
+    from clipvil.train import load_config
+
+    cfg, base = load_study(path)
+    overrides = ADAPTERS[cfg.adapter].overrides(tmp_path / "world", [tmp_path / "features"])
+    run = load_config(base / cfg.recipe, [*overrides, *cfg.overrides])
+    assert run.task_name == {"vqa": "vqa", "caption": "caption", "vln": "vln"}[cfg.adapter]
+    for encoder in cfg.encoders:
+        if encoder.pretrain is not None:
+            pretrain = load_config(base / encoder.pretrain.recipe, encoder.pretrain.overrides)
+            assert pretrain.task_name in ("clip", "classify")

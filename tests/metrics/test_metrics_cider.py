@@ -147,3 +147,25 @@ def test_no_candidate_ngram_in_any_reference_scores_zero() -> None:
     scorer = CiderD.from_corpus([["a red circle", "the red circle"], ["a blue star"]])
     scores = scorer.score(["zzz qqq", "xxx"], [["a red circle"], ["a blue star"]])
     assert scores.dtype == np.float64 and scores.tolist() == [0.0, 0.0]
+
+
+def test_a_saved_df_table_scores_like_the_corpus_it_came_from(shared_data: Path) -> None:
+    # word ids (the SCST form); the reloaded scorer gives pycocoevalcap's whole-corpus scores too
+    preds, refs = _held_out(_karpathy_captions(shared_data), 200)
+    _, want_all = _pycoco(preds, refs)
+    words: dict[str, int] = {}
+
+    def ids(sentence: str) -> list[int]:
+        return [words.setdefault(w, len(words)) for w in sentence.split()]
+
+    corpus = [[ids(r) for r in refs[i]] for i in refs]
+    table = CiderD.from_corpus(corpus).df_table()
+    reloaded = CiderD.from_df_table(type(table)([k.copy() for k in table.keys], table.counts.copy(),
+                                                table.n_documents, table.tokens.copy(), table.n, table.sigma))
+    subset = list(refs)[20:60]
+    got = reloaded.score([ids(preds[i]) for i in subset], [corpus[list(refs).index(i)] for i in subset])
+    np.testing.assert_allclose(got, want_all[20:60], rtol=0, atol=TOL)
+    with pytest.raises(ValueError, match="no corpus document frequencies"):
+        CiderD().df_table()
+    with pytest.raises(ValueError, match="integer tokens"):
+        CiderD.from_corpus([["a red circle"]]).df_table()

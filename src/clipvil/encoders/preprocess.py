@@ -86,7 +86,7 @@ def output_size(preset: Preset, image_hw: tuple[int, int], native: int) -> tuple
     return preset.size
 
 
-def _fit_inside(hw: tuple[int, int], short: int, max_long: int) -> tuple[int, int]:
+def fit_inside(hw: tuple[int, int], short: int, max_long: int) -> tuple[int, int]:
     """Scales (h, w) so the shorter side is `short` unless that makes the longer side exceed `max_long`."""
     h, w = hw
     scale = min(short / min(h, w), max_long / max(h, w))
@@ -132,7 +132,7 @@ def prepare(
         pixels = TF.normalize(TF.to_tensor(img), mean, std)  # [3, H, W]
         return Prepared(pixels, (out_h, out_w))
     assert preset.size is not None and preset.max_long is not None
-    new_h, new_w = _fit_inside(image_hw, preset.size[0], preset.max_long)
+    new_h, new_w = fit_inside(image_hw, preset.size[0], preset.max_long)
     content = TF.normalize(TF.to_tensor(img.resize((new_w, new_h), Image.BICUBIC)), mean, std)  # [3, h, w]
     pixels = torch.zeros(3, out_h, out_w, dtype=content.dtype)  # [3, H, W]
     pixels[:, :new_h, :new_w] = content

@@ -154,6 +154,19 @@ class _DocumentFrequency:
         return np.concatenate(out) if out else np.zeros(0)
 
 
+@dataclass(frozen=True)
+class DfTable:
+    """A scorer's fixed document frequencies as plain arrays (np.savez-able): `CiderD.df_table` /
+    `CiderD.from_df_table`. Integer tokens only (word ids)."""
+
+    keys: list[np.ndarray]  # per order: [U_k] sorted n-gram keys of the corpus
+    counts: np.ndarray  # [sum U_k] documents containing each n-gram (orders stacked)
+    n_documents: int  # documents of the corpus (log N of the idf)
+    tokens: np.ndarray  # [V] the token of each internal id, in id order (the keys are made of these ids)
+    n: int  # n-gram orders
+    sigma: float  # length-penalty width
+
+
 class CiderD:
     """CIDEr-D scorer; optionally with document frequencies fixed once from a reference corpus (SCST).
 
@@ -181,6 +194,26 @@ class CiderD:
         doc_of_sent = np.repeat(np.arange(len(corpus)), [len(doc) for doc in corpus])  # [S]
         counts = _DocEntries.build(grams, doc_of_sent, len(corpus)).document_frequency(grams, np.ones(len(corpus)))
         scorer._df = _DocumentFrequency(grams.keys, counts, len(corpus))
+        return scorer
+
+    def df_table(self) -> DfTable:
+        """The fixed document frequencies of a `from_corpus` scorer as plain arrays (to save and reload)."""
+        if self._df is None:
+            raise ValueError("CIDEr-D: this scorer has no corpus document frequencies (use CiderD.from_corpus)")
+        if not all(isinstance(t, int) for t in self._vocab):
+            raise ValueError("CIDEr-D: only a df table over integer tokens (word ids) can be saved")
+        return DfTable(list(self._df.keys), self._df.counts, self._df.n_documents,
+                       np.array(list(self._vocab), dtype=np.int64), self.n, self.sigma)
+
+    @classmethod
+    def from_df_table(cls, table: DfTable) -> CiderD:
+        """The scorer a `df_table` was taken from (the same scores)."""
+        if len(table.keys) != table.n or len(table.counts) != sum(len(k) for k in table.keys):
+            raise ValueError(f"CIDEr-D: a df table of {len(table.keys)} orders and {len(table.counts)} counts "
+                             f"does not fit n={table.n}")
+        scorer = cls(table.n, table.sigma)
+        scorer._vocab.update((int(t), i) for i, t in enumerate(table.tokens.tolist()))
+        scorer._df = _DocumentFrequency(list(table.keys), table.counts, table.n_documents)
         return scorer
 
     def _encode(self, sentences: Sequence[Sentence]) -> tuple[np.ndarray, np.ndarray]:

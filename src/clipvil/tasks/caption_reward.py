@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from clipvil.common.atomic import atomic_write
-from clipvil.metrics.cider import CiderD, _DocumentFrequency
+from clipvil.metrics.cider import CiderD, DfTable
 
 DF_FILE = "cider_df.npz"
 
@@ -89,17 +89,12 @@ class CaptionReward:
         scores = self.scorer.score([*candidates, references[probe][0]], references, np.append(groups, probe))
         return scores[:-1]
 
-    # The df cache. metrics.cider.CiderD has no public save/load yet; these two functions are the only place
-    # that reads its internals, and tests/tasks/test_caption_task.py checks a loaded scorer against a fresh one.
     def save(self, path: Path, fingerprint: str) -> None:
         """Writes the df table (atomically) with `fingerprint` naming what it was computed from."""
-        df = self.scorer._df
-        if df is None:
-            raise ValueError("CaptionReward.save: the scorer has no corpus document frequencies")
-        arrays = {f"keys{k}": keys for k, keys in enumerate(df.keys)}
-        arrays["counts"], arrays["tokens"] = df.counts, np.array(list(self.scorer._vocab), dtype=np.int64)
-        meta = {"n_documents": df.n_documents, "n": self.scorer.n, "sigma": self.scorer.sigma,
-                "fingerprint": fingerprint}
+        table = self.scorer.df_table()
+        arrays = {f"keys{k}": keys for k, keys in enumerate(table.keys)}
+        arrays["counts"], arrays["tokens"] = table.counts, table.tokens
+        meta = {"n_documents": table.n_documents, "n": table.n, "sigma": table.sigma, "fingerprint": fingerprint}
         arrays["meta"] = np.array(json.dumps(meta))
 
         def write(tmp: Path) -> None:
@@ -116,12 +111,10 @@ class CaptionReward:
             if meta["fingerprint"] != fingerprint:
                 raise ValueError(f"{path}: CIDEr-D document frequencies of other training references or another "
                                  "vocabulary; delete the file to recompute it")
-            scorer = CiderD(int(meta["n"]), float(meta["sigma"]))
-            scorer._vocab.update((int(t), i) for i, t in enumerate(data["tokens"].tolist()))
             n_orders = sum(1 for name in data.files if name.startswith("keys"))
-            keys = [data[f"keys{k}"] for k in range(n_orders)]
-            scorer._df = _DocumentFrequency(keys, data["counts"], int(meta["n_documents"]))
-        return cls(scorer)
+            table = DfTable([data[f"keys{k}"] for k in range(n_orders)], data["counts"], int(meta["n_documents"]),
+                            data["tokens"], int(meta["n"]), float(meta["sigma"]))
+        return cls(CiderD.from_df_table(table))
 
 
 def corpus_fingerprint(words: Sequence[str], corpus: Sequence[Sequence[tuple[int, ...]]]) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clipvil.encoders.preprocess import _fit_inside, get_preset, output_size
+from clipvil.encoders.preprocess import fit_inside, get_preset, output_size
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def grid_frame(
         offset = (float(round((new_w - out_w) / 2.0)), float(round((new_h - out_h) / 2.0)))
     else:  # pad: fit inside, top-left
         assert preset.size is not None and preset.max_long is not None
-        new_h, new_w = _fit_inside((height, width), preset.size[0], preset.max_long)
+        new_h, new_w = fit_inside((height, width), preset.size[0], preset.max_long)
         scale = (new_w / width, new_h / height)
     rows, cols = max(1, int(extent[0])), max(1, int(extent[1]))
     return GridFrame((height, width), scale, offset, (float(cols * stride), float(rows * stride)))
