@@ -39,3 +39,34 @@ def test_the_demo_table_is_the_recorded_demo_result() -> None:
             assert table[name] == [f"{v:.2f}" for v in values], f"README row {name!r} is not {match.group(1)}"
         text = "\n".join(lines)
         assert f"({recorded['minutes']} min wall" in text  # the stated wall time is the recorded one
+
+
+CARDS_MARKER = re.compile(r"<!-- cards-table: (\S+) -->")
+
+
+def _hours(hours: float | None) -> str:
+    if hours is None:
+        return "?"
+    return "< 0.001" if hours < 0.001 else f"{hours:.2g}" if hours < 10 else f"{hours:,.0f}"
+
+
+def card_row(card: dict) -> list[str]:
+    """A README row of a recipe card (after the recipe cell): trainable params, GFLOP per sample, updates,
+    GPU-hours, hours measured here, the paper's number."""
+    return [f"{card['trainable_params'] / 1e6:.1f} M", f"{card['flops_per_sample'] / 1e9:,.1f}",
+            "evaluation only" if card["evaluation_only"] else f"{card['updates']:,}", _hours(card["gpu_hours"]),
+            _hours(card["hours_here"]), "—" if card["paper"] is None else f"{card['paper']}"]
+
+
+def test_the_cards_table_is_the_recorded_cards_result() -> None:
+    lines = (REPO / "README.md").read_text().splitlines()
+    marked = [(i, CARDS_MARKER.match(line)) for i, line in enumerate(lines) if CARDS_MARKER.match(line)]
+    assert marked, "README.md has no cards table marker"
+    for index, match in marked:
+        recorded = json.loads((REPO / match.group(1)).read_text())["cards"]
+        table = _table_after(lines, index)
+        assert table, "the cards table is empty"
+        for cell, values in table.items():
+            name = cell.strip("`")
+            assert name in recorded, f"README card row {name!r} is not in {match.group(1)}"
+            assert values == card_row(recorded[name]), f"README card row {name!r} is not {match.group(1)}"

@@ -1,16 +1,18 @@
-"""`clipvil card`: step costs checked by hand on a toy network, and the card of a real recipe (its head shrunk by
-overrides so the measured step is quick) against facts derived by hand from the recipe and the data's sizes."""
+"""`clipvil card`: step costs checked by hand on a toy network, the measurement's timing rule (the counted update
+is never the timed one), and the card of a real VQA recipe (its head shrunk by overrides so the measured step is
+quick) against facts derived by hand from the recipe and the data's sizes."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from clipvil.apps.card import make_card
+from clipvil.apps.card import _paper, make_card
 from clipvil.apps.card_measure import measure_step, step_flops_and_activations
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +40,30 @@ def test_measure_step_is_per_sample_with_the_optimizer_apart() -> None:
                         batch=2, max_updates=3, budget_s=30.0)
     assert (cost.flops, cost.activation_bytes, cost.batch, cost.updates) == (896, 96, 2, 3)
     assert cost.seconds_per_update(64) == pytest.approx(64 * cost.seconds + cost.optimizer_seconds)
+    assert cost.optimizer_state_bytes == 0  # plain SGD keeps no state
+
+
+def test_adam_states_are_measured() -> None:
+    """Adam keeps two fp32 moments per parameter: (8*16 + 16 + 16*4 + 4) * 2 * 4 bytes."""
+    model = _mlp()
+    cost = measure_step(model, lambda b: model(torch.randn(b, 8)).sum(), torch.optim.Adam(model.parameters()),
+                        max_updates=1)
+    assert cost.optimizer_state_bytes == (8 * 16 + 16 + 16 * 4 + 4) * 2 * 4
+
+
+def test_the_counted_update_is_not_the_timed_one() -> None:
+    """The old measurement timed only the FLOP-counting update when it ran past the budget; a step that is slow
+    under the counters (here: it sleeps while FlopCounterMode is active) must not show in the seconds."""
+    model = _mlp()
+
+    def loss(b: int) -> torch.Tensor:
+        if torch.utils._python_dispatch._get_current_dispatch_mode_stack():  # under FlopCounterMode
+            time.sleep(0.5)
+        return model(torch.randn(b, 8)).sum()
+
+    cost = measure_step(model, loss, torch.optim.SGD(model.parameters(), 0.1), max_updates=3, budget_s=0.0)
+    assert cost.updates == 1  # at least one clean update even with no budget left
+    assert cost.counted_seconds >= 0.5 and cost.seconds < 0.25
 
 
 def test_card_of_the_mcan_rn50_recipe(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,26 +73,54 @@ def test_card_of_the_mcan_rn50_recipe(capsys: pytest.CaptureFixture[str], monkey
     overrides = [f"task.model_overrides.{k}={v}" for k, v in SMALL.items()]
     assert main(["card", "vqa/mcan_rn50", *overrides, "--json"]) == 0
     card = json.loads(capsys.readouterr().out)
-    assert card["grid_hw"] == [18, 31] and card["grid_dim"] == 2048  # 600 // 32, 1000 // 32; RN50 layer4 width
-    assert card["n_answers"] == 3129 and card["question_vocab"] == 20_000
+    facts = card["facts"]
+    assert facts["grid_hw"] == [18, 31] and facts["grid_dim"] == 2048  # 600 // 32, 1000 // 32; RN50 layer4 width
+    assert facts["n_answers"] == 3129 and facts["question_vocab"] == 20_000
     assert card["embedding_params"] == 20_000 * 16  # vocabulary x word_dim
     assert card["updates"] == 13 * (443_757 // 64) == 90_129  # 13 epochs of VQA v2 train2014 at batch 64
-    assert (card["batch_size"], card["micro_batch"], card["seeds"], card["optimizer_states"]) == (64, 64, [0], 2)
-    assert card["feature_bytes"] == 558 * 2048 * 2
+    assert (card["batch_size"], card["micro_batch"], card["seeds"]) == (64, 64, [0])
+    assert card["input_bytes"] == 558 * 2048 * 2  # fp16 grid
+    (phase,) = card["phases"]
+    assert phase["cost"]["optimizer_state_bytes"] == card["params"] * 2 * 4  # AdamW: two fp32 moments
     # the image projection alone, 2048 -> 64 over 558 cells: forward + weight gradient (the grids need none)
     assert card["flops_per_sample"] >= 4 * 558 * 2048 * 64
     assert card["flops_per_update"] == 64 * card["flops_per_sample"]
+    assert card["total_flops"] == 90_129 * card["flops_per_update"]
     assert card["gpu_hours"] == pytest.approx(card["flops_per_update"] * 90_129 / (312e12 * 0.40) / 3600)
+    weights = card["params"] * 4 * 2 + phase["cost"]["optimizer_state_bytes"]
+    assert card["peak_bytes_one_gpu"] == weights + 64 * phase["cost"]["activation_bytes"]
     assert card["datasets"]["train"]["questions"] == 443_757 and card["datasets"]["val"]["questions"] == 214_354
-    assert card["paper"]["reproduces"] is None and "not one of the paper's VQA heads" in card["paper"]["note"]
+    assert card["paper"]["reproduces"] is None and "not a paper row" in card["paper"]["note"]
     assert any("20,000 words assumed" in note for note in card["assumptions"])
+    assert card["device"] == "cpu" and phase["cost"]["updates"] >= 1
+
+
+def test_the_markdown_card_names_every_part(capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipvil.cli import main
+
+    monkeypatch.chdir(REPO)
+    overrides = [f"task.model_overrides.{k}={v}" for k, v in SMALL.items()]
+    assert main(["card", "vqa/mcan_rn50", *overrides, "train.max_steps=10"]) == 0
+    text = capsys.readouterr().out
+    for part in ("**parameters**", "**phases**", "**run**: 10 updates", "**memory**", "**estimated compute**",
+                 "**data**", "**seeds**", "**paper**", "**assumptions**", "clean update"):
+        assert part in text
 
 
 def test_paper_rows_and_refusals(tmp_path: Path) -> None:
-    from clipvil.apps.card import _paper
-
-    assert _paper("movie_mcan", "RN50x4")["reproduces"] == 74.01
-    assert _paper("pythia", "RN50x4")["reproduces"] == 68.37
-    assert _paper("pythia", "RN50")["reproduces"] is None and "Pythia / RN50" in _paper("pythia", "RN50")["row"]
+    assert _paper("configs/vqa/movie_mcan_rn50x4.yaml")["reproduces"] == 74.01
+    assert _paper("vqa/pythia_rn50x4")["reproduces"] == 68.37
+    assert _paper("vqa/pythia_rn50")["reproduces"] is None and "could not be read" in _paper("vqa/pythia_rn50")["note"]
+    assert "not a recipe of the paper" in _paper("clip/coco_rn50_indomain")["note"]
     with pytest.raises(ValueError, match="sets no task.feature_encoder"):
         make_card(REPO / "tests/configs/vqa_tiny.yaml", [f"out_dir={tmp_path}"])
+
+
+def test_a_cuda_card_without_cuda_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from clipvil.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    assert main(["card", "vqa/mcan_rn50", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err

@@ -51,6 +51,8 @@ class CardPhase:
     loss_fn: LossFn  # batch size -> scalar loss of a fresh random batch at the recipe's shapes
     share: float = 1.0  # fraction of the run's updates spent in this phase (the shares sum to 1)
     note: str = ""  # what the step stands for (e.g. "5 sampled + 1 greedy caption per image")
+    repeat: float = 1.0  # evaluation-only recipes: runs of this step per sample (e.g. 6,258 candidate texts a
+    # question); training phases leave it at 1
 
 
 @dataclass
@@ -66,6 +68,10 @@ class CardParts:
     notes: list[str] = field(default_factory=list)  # every assumption made
     embedding_params: int = 0  # parameters of a word embedding whose size is an assumption (0: none)
     frozen_params: int = 0  # parameters the recipe keeps frozen (e.g. a tower it does not train)
+    evaluation_only: bool = False  # no training: the phases are forward passes (loss_fn's value is not used)
+    eval_samples: int | None = None  # evaluation-only: samples of the evaluated set (None: unknown)
+    measure_key: Any = None  # what the phases' costs depend on besides the model's structure and the
+    # optimizers (input shapes, ...), so recipes that differ only in names share a measurement; None: the facts
 
 
 Describer = Callable[[RunConfig, CardOptions], CardParts]

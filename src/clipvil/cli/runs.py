@@ -159,12 +159,18 @@ def add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
+    import torch
+
     from clipvil import recipes
     from clipvil.apps.card import CardOptions, Gpu, make_card, to_markdown
 
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no CUDA device is available here")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     gpu = Gpu(args.gpu, args.gpu_tflops * 1e12, args.utilisation)
     card = make_card(recipes.resolve(args.config), args.overrides,
-                     CardOptions(gpu=gpu, question_vocab=args.question_vocab))
+                     CardOptions(gpu=gpu, question_vocab=args.question_vocab, device=args.device))
     if args.json:
         print_json(card.to_dict())
     else:
@@ -178,6 +184,9 @@ def add_card(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="recipe YAML, or a packaged recipe name (e.g. vqa/movie_mcan_rn50)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="optional overrides of the recipe")
     p.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    p.add_argument("--device", default="cpu", help="where the seconds are measured: cpu (default), cuda, cuda:1 ...")
+    p.add_argument("--threads", type=positive_int("--threads"), default=None,
+                   help="torch CPU threads while measuring (default: torch's; 1 is robust on a busy machine)")
     p.add_argument("--gpu", default="A100", help="GPU named in the estimate (default A100)")
     p.add_argument("--gpu-tflops", type=float, default=312.0,
                    help="its dense bf16 peak in TFLOP/s (default 312, the A100's)")

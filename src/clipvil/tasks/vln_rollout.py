@@ -72,8 +72,8 @@ class RolloutResult:
 
 
 @dataclass
-class _Tape:
-    """Per-step records for A2C."""
+class RolloutTape:
+    """Per-step records of a rollout for A2C (a2c_loss)."""
 
     hidden: list[torch.Tensor] = field(default_factory=list)  # [B, H] each
     log_probs: list[torch.Tensor] = field(default_factory=list)  # [B] each
@@ -93,7 +93,7 @@ def _inputs(obs: NavObservation, device: torch.device, env_drop: torch.Tensor | 
     return action, panorama, candidates, torch.from_numpy(obs.candidate_mask).to(device)  # mask [B, K]
 
 
-def _choose(mode: str, logits: torch.Tensor, target: torch.Tensor, tape: _Tape,
+def choose_action(mode: str, logits: torch.Tensor, target: torch.Tensor, tape: RolloutTape,
             generator: torch.Generator | None) -> torch.Tensor:
     """The actions [B] of this step; records log-probs (and entropies when sampling)."""
     if mode == "teacher":
@@ -119,8 +119,11 @@ def _rewards(cfg: RolloutConfig, actions: np.ndarray, was_stopped: np.ndarray, l
     return np.where(live, reward, 0.0).astype(np.float32), live.astype(np.float32)
 
 
-def _a2c_loss(follower: Follower, tape: _Tape, last_value: torch.Tensor, cfg: RolloutConfig, sampled: bool
-              ) -> tuple[torch.Tensor, dict[str, float]]:
+def a2c_loss(follower: Follower, tape: RolloutTape, last_value: torch.Tensor, cfg: RolloutConfig, sampled: bool
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+    """EnvDrop's A2C loss of a recorded rollout: discounted returns bootstrapped from `last_value`, the policy
+    gradient with the critic's advantage, 0.5 x the critic's squared error, minus the entropy bonus when sampled;
+    normalised as cfg.normalize says. Returns (loss, logs)."""
     device = last_value.device
     ret = last_value.detach()  # [B] 0 where the episode stopped
     loss = last_value.new_zeros(())
@@ -162,7 +165,7 @@ def rollout(follower: Follower, env: NavEnv, batch: Mapping[str, Any], mode: str
         raise ValueError(f"rollout: the env gives views of width {obs.panorama.shape[2]}, the follower "
                          f"expects {follower.feature_dim} + {angle_dim} (feature_dim + angle_dim)")
     ctx, state = follower.encode(tokens, mask)  # [B, T, H]
-    tape, il_sum = _Tape(), tokens.new_zeros((), dtype=torch.float32)
+    tape, il_sum = RolloutTape(), tokens.new_zeros((), dtype=torch.float32)
     last_dist = obs.distance
     while not env.done:
         inputs = _inputs(obs, tokens.device, env_drop, angle_dim)
@@ -170,7 +173,7 @@ def rollout(follower: Follower, env: NavEnv, batch: Mapping[str, Any], mode: str
         tape.hidden.append(h)
         target = torch.from_numpy(obs.teacher).to(tokens.device)  # [B]
         il_sum = il_sum + F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
-        actions = _choose(mode, logits, target, tape, generator).detach().cpu().numpy()  # [B]
+        actions = choose_action(mode, logits, target, tape, generator).detach().cpu().numpy()  # [B]
         stop = obs.stopped | (actions == IGNORE) | (actions == obs.n_candidates)
         actions = np.where(stop, STOP, actions)  # [B]
         was_stopped = obs.stopped
@@ -186,7 +189,7 @@ def rollout(follower: Follower, env: NavEnv, batch: Mapping[str, Any], mode: str
     rl_loss = None
     if train_rl and mode != "teacher":
         last_value = _bootstrap(follower, obs, state, ctx, mask, env_drop)
-        rl_loss, rl_logs = _a2c_loss(follower, tape, last_value, config, sampled=mode == "sample")
+        rl_loss, rl_logs = a2c_loss(follower, tape, last_value, config, sampled=mode == "sample")
         logs.update(rl_logs, rl_loss=float(rl_loss.detach()))
         if tape.entropies:
             logs["entropy"] = float(torch.stack(tape.entropies).detach().mean())
