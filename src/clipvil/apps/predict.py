@@ -8,14 +8,18 @@ on — so the image is encoded exactly as the training grids were. No dataset an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
+from torch import nn
 
 from clipvil.common.distributed import pick_device
 from clipvil.encoders import build_encoder, get_preset, load_image, prepare
+from clipvil.encoders.preprocess import Prepared, Preset
 from clipvil.encoders.weights import WeightsError, sha256_file
 from clipvil.tasks.caption_predict import CaptionResult
 from clipvil.tasks.grid_source import concat_grids
@@ -89,17 +93,53 @@ def preset_of(prov: dict[str, Any]) -> Any:
     return preset
 
 
+@dataclass
+class GridMaker:
+    """One frozen tower with the preset its checkpoint's grids were made with: an image in memory -> its grid."""
+
+    tower: nn.Module  # from clipvil.encoders.build_encoder (eval)
+    preset: Preset  # the store's preset, resize mode included (preset_of)
+    device: torch.device
+
+    def prepare(self, image: Image.Image) -> Prepared:
+        """The normalised input tensor of `image`, as extraction made it."""
+        t = self.tower
+        return prepare(image, self.preset, t.mean, t.std, t.native_size)  # type: ignore[arg-type]
+
+    def grid(self, image: Image.Image) -> GridFeatures:
+        """The grid of one image [1, N, C]."""
+        p = self.prepare(image)
+        with torch.inference_mode():
+            return self.tower(p.pixels[None].to(self.device), [p.content_hw])  # [1, N, C]
+
+
+TowerBuilder = Callable[[str, "Path | None", int], nn.Module]  # (encoder, weights, block) -> tower on the device
+
+
+def grid_makers(features: dict[str, Any], weights: list[Path | None], device: torch.device,
+                towers: TowerBuilder | None = None) -> list[GridMaker]:
+    """A grid maker per encoder of a checkpoint's `features` provenance (a plugin has several); `towers` builds
+    (or reuses) a tower, by default a fresh one per call."""
+    def fresh(name: str, weight: Path | None, block: int) -> nn.Module:
+        return build_encoder(name, weight, block=block).to(device).eval()  # type: ignore[attr-defined]
+
+    build = towers or fresh
+    provs = _provenances(features)
+    files = list(weights) if weights else [None] * len(provs)
+    return [GridMaker(build(str(prov["encoder"]), weight, int(prov.get("block", -1))), preset_of(prov), device)
+            for prov, weight in zip(provs, files, strict=True)]
+
+
+def grid_of(makers: list[GridMaker], image: Image.Image) -> GridFeatures:
+    """The grid of one image [1, N, C] from every maker (plugin grids concatenated channel-wise)."""
+    grids = [m.grid(image) for m in makers]
+    return grids[0] if len(grids) == 1 else concat_grids(grids)
+
+
 def encode_image(image: str | Path, features: dict[str, Any], weights: list[Path | None],
                  device: torch.device) -> GridFeatures:
-    """The grid of one image [1, N, C], made as the training features were (every plugin encoder)."""
-    grids = []
-    for i, prov in enumerate(_provenances(features)):
-        encoder = build_encoder(prov["encoder"], weights[i] if weights else None, block=int(prov.get("block", -1)))
-        encoder.to(device)  # type: ignore[attr-defined]
-        prepared = prepare(load_image(image), preset_of(prov), encoder.mean, encoder.std, encoder.native_size)
-        with torch.inference_mode():
-            grids.append(encoder(prepared.pixels[None].to(device), [prepared.content_hw]))
-    return grids[0] if len(grids) == 1 else concat_grids(grids)
+    """The grid of one image file [1, N, C], made as the training features were (every plugin encoder)."""
+    return grid_of(grid_makers(features, weights, device), load_image(image))
 
 
 def predict_vqa(

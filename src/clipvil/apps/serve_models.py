@@ -7,9 +7,10 @@
     models.caption.caption(image)  /  models.grounding.ground(image, "the red circle")  # their results
 
 Every part is optional (None when its checkpoint is not served). Each checkpoint is loaded with
-`clipvil.apps.predict.load_predictor` and checked with `check_weights`; images are encoded the way
-`encode_image` does (the checkpoint's provenance names the tower, its weights and the preset), except that
-each tower is built once and shared by the parts that use the same one, and the image comes from memory.
+`clipvil.apps.predict.load_predictor` and checked with `check_weights`; images are encoded by the grid makers
+`encode_image` uses (`predict.grid_makers`: the checkpoint's provenance names the tower, its weights and the
+preset with its resize mode), except that each tower is built once and shared by the parts that use the same
+one, and the image comes from memory.
 
 Parts and their predictors (each registered by its task): VQA `tasks.vqa_predict.VqaPredictor.answer`,
 captions `tasks.caption_predict.CaptionPredictor.caption`, boxes `tasks.grounding_predict.GroundingPredictor
@@ -36,13 +37,19 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from clipvil.apps.explain import crop_to_content, overlay, relevance_map
-from clipvil.apps.predict import LoadedCheckpoint, check_weights, load_predictor
-from clipvil.encoders import build_encoder, get_preset, prepare
+from clipvil.apps.predict import (
+    GridMaker,
+    LoadedCheckpoint,
+    check_weights,
+    grid_makers,
+    grid_of,
+    load_predictor,
+)
+from clipvil.encoders import build_encoder
 from clipvil.encoders.images import ImageDecodeError, ImageTooLargeError, to_rgb
-from clipvil.encoders.preprocess import Prepared, Preset
+from clipvil.encoders.preprocess import Preset
 from clipvil.encoders.weights import sha256_file
 from clipvil.tasks.caption_predict import CaptionResult
-from clipvil.tasks.grid_source import concat_grids
 from clipvil.tasks.grounding_predict import GroundingResult
 from clipvil.tasks.vqa_data import question_tokens
 from clipvil.tasks.vqa_predict import VqaAnswer
@@ -81,26 +88,6 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageDecodeError(f"{UPLOAD}: image too large ({err})") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageDecodeError(f"{UPLOAD}: corrupt or truncated image ({err})") from None
-
-
-@dataclass
-class GridMaker:
-    """One frozen tower with the preset its checkpoint's grids were made with."""
-
-    tower: nn.Module  # from clipvil.encoders.build_encoder (frozen, eval)
-    preset: Preset
-    device: torch.device
-
-    def prepare(self, image: Image.Image) -> Prepared:
-        """The normalised input tensor of `image`, as extraction made it."""
-        t = self.tower
-        return prepare(image, self.preset, t.mean, t.std, t.native_size)  # type: ignore[arg-type]
-
-    def grid(self, image: Image.Image) -> GridFeatures:
-        """The grid of one image [1, N, C]."""
-        p = self.prepare(image)
-        with torch.inference_mode():
-            return self.tower(p.pixels[None].to(self.device), [p.content_hw])  # [1, N, C]
 
 
 def view_transform(preset: Preset, image_wh: tuple[int, int], content_hw: tuple[int, int]
@@ -143,8 +130,7 @@ class Part:
 
     def grid(self, image: Image.Image) -> GridFeatures:
         """The image's grid, made as the training features were (every plugin encoder, concatenated)."""
-        grids = [m.grid(image) for m in self.makers]
-        return grids[0] if len(grids) == 1 else concat_grids(grids)
+        return grid_of(self.makers, image)
 
 
 @dataclass
@@ -271,16 +257,16 @@ class _Towers:
         check_weights(features, files, checkpoint)
         return chosen
 
+    def tower(self, name: str, weight: Path | None, block: int) -> nn.Module:
+        """The tower of (encoder, weights, block), built once and shared by every checkpoint that uses it."""
+        key = (name, str(weight), block)
+        if key not in self._built:
+            self._built[key] = build_encoder(name, weight, block=block).to(self.device).eval()  # type: ignore[attr-defined]
+        return self._built[key]
+
     def makers(self, features: dict[str, Any], weights: list[Path | None]) -> list[GridMaker]:
-        """A grid maker per encoder of `features` (a plugin has several)."""
-        out = []
-        for prov, weight in zip(list(features.get("plugin") or [features]), weights, strict=True):
-            key = (str(prov["encoder"]), str(weight), int(prov.get("block", -1)))
-            if key not in self._built:
-                tower = build_encoder(key[0], weight, block=key[2])
-                self._built[key] = tower.to(self.device).eval()  # type: ignore[attr-defined]
-            out.append(GridMaker(self._built[key], get_preset(str(prov["preset"])), self.device))
-        return out
+        """A grid maker per encoder of `features` (a plugin has several), over the shared towers."""
+        return grid_makers(features, weights, self.device, towers=self.tower)
 
 
 def load_models(checkpoints: Checkpoints, weights: Sequence[Path] = (), device: torch.device | None = None
