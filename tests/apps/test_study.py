@@ -152,7 +152,7 @@ def test_a_navigation_study_reads_pooled_fp32_views_and_reports_both_validation_
 
 
 def test_navigation_study_configs_are_checked_before_any_work(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="trains on a 'nav' world; set world.kind: nav"):
+    with pytest.raises(ValueError, match="trains on 'nav' worlds; set world.kind: nav"):
         load_study(_nav_study(tmp_path, world={"images": 30}))
     with pytest.raises(ValueError, match=r"world.nav: unknown field\(s\) \['scans'\]"):
         load_study(_nav_study(tmp_path, world={**NAV_WORLD, "nav": {"scans": ["x"]}}))
@@ -161,6 +161,18 @@ def test_navigation_study_configs_are_checked_before_any_work(tmp_path: Path) ->
         load_study(_nav_study(tmp_path, encoders=[{"name": "c", "encoder": "clipvil-rn-tiny", "pretrain": pre}]))
     with pytest.raises(ValueError, match="pretrain_world.kind must be 'image'"):
         load_study(_nav_study(tmp_path, pretrain_world=NAV_WORLD))
+    with pytest.raises(ValueError, match=r"nav.yaml: world.connectivity: no such folder"):
+        load_study(_nav_study(tmp_path, world={**NAV_WORLD, "connectivity": str(tmp_path / "none")}))
+    plugin = [{"name": "a", "encoder": "clipvil-rn-tiny"}, {"name": "b", "encoder": "clipvil-rn-tiny"},
+              {"name": "p", "plugin": ["a", "b"]}]
+    with pytest.raises(ValueError, match="nav.yaml: encoder 'p': the vln task reads one feature store"):
+        load_study(_nav_study(tmp_path, encoders=plugin))
+    with pytest.raises(ValueError, match=r"nav.yaml: override 'train.max_stpes=3'"):
+        load_study(_nav_study(tmp_path, overrides=[*NAV_CELL, "train.max_stpes=3"]))
+    with pytest.raises(ValueError, match=r"nav.yaml: config file not found: .*nope.yaml"):
+        load_study(_nav_study(tmp_path, recipe=str(tmp_path / "nope.yaml")))
+    with pytest.raises(ValueError, match=r"nav.yaml: world.nav: unknown field"):
+        load_study(_nav_study(tmp_path, world={**NAV_WORLD, "nav": {"trian_paths": 3}}))
     assert not (tmp_path / "out").exists()
 
 

@@ -108,3 +108,22 @@ def test_build_model_by_name_matches_the_builder(name: str) -> None:
     assert by_name.state_dict().keys() == direct.state_dict().keys()
     for key, value in direct.state_dict().items():
         assert torch.equal(by_name.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("name", registered_models())
+def test_every_models_own_default_settings_pass_the_type_check(name: str) -> None:
+    defaults = get_model(name).config_cls()
+    values = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    assert model_config(name, "", values) == defaults
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"hidden": "abc"}, "hidden must be an integer, got 'abc'"),
+    ({"hidden": 1.5}, "hidden must be an integer, got 1.5"),
+    ({"hidden": True}, "hidden must be an integer, got True"),
+    ({"dropout": "x"}, "dropout must be a number, got 'x'"),
+])
+def test_model_overrides_of_the_wrong_type_are_named(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=f"model 'mcan': {message}"):
+        model_config("mcan", "small", overrides)
+    assert model_config("mcan", "small", {"dropout": 0}).dropout == 0  # an integer is a number

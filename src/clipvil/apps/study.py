@@ -100,10 +100,34 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study config not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a valid YAML study config ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a study config holds a mapping, got {type(data).__name__}")  # noqa: TRY004
     cfg = build_dataclass(StudyConfig, data, str(path))
     check_study(cfg, str(path))
+    check_recipes(cfg, path.resolve().parent, str(path))
     return cfg, path.resolve().parent
+
+
+def check_recipes(cfg: StudyConfig, base: Path, source: str) -> None:
+    """The task recipe with the adapter's and the study's overrides, and every pre-training recipe, load now
+    (placeholder data paths): a mistyped override fails before any world, extraction or training."""
+    adapter = ADAPTERS[cfg.adapter]
+    placeholder = Path("<world>")
+    try:
+        load_config(base / cfg.recipe, [*adapter.overrides(placeholder, [placeholder / "features"]),
+                                        *cfg.overrides])
+        for e in cfg.encoders:
+            if e.pretrain is not None:
+                task_name = load_config(base / e.pretrain.recipe, e.pretrain.overrides).task_name
+                if task_name not in PRETRAIN_DATA:
+                    raise ValueError(f"encoder {e.name!r}: pre-training task {task_name!r} unknown to the study "
+                                     f"({sorted(PRETRAIN_DATA)})")
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        raise ValueError(f"{source}: {err}") from None
 
 
 def check_study(cfg: StudyConfig, source: str) -> None:
@@ -116,11 +140,18 @@ def check_study(cfg: StudyConfig, source: str) -> None:
     for which, spec in (("world", cfg.world), ("pretrain_world", cfg.pretrain_world)):
         if spec.kind not in WORLD_KINDS:
             raise ValueError(f"{source}: {which}.kind {spec.kind!r} unknown; known: {sorted(WORLD_KINDS)}")
-    if cfg.world.kind == "nav":
-        nav_world_spec(cfg.world)  # checks the nav fields now, not after the pre-training runs
-    if cfg.world.kind != ADAPTERS[cfg.adapter].world_kind:
-        raise ValueError(f"{source}: the {cfg.adapter} adapter trains on a {ADAPTERS[cfg.adapter].world_kind!r} "
-                         f"world; set world.kind: {ADAPTERS[cfg.adapter].world_kind}")
+    if cfg.world.kind == "nav":  # the nav fields and the graphs' folder checked now, not after pre-training
+        try:
+            nav_world_spec(cfg.world)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+        if not Path(cfg.world.connectivity).is_dir():
+            raise ValueError(f"{source}: world.connectivity: no such folder {cfg.world.connectivity} (relative to "
+                             "the working directory: the Matterport3D connectivity graphs)")
+    adapter = ADAPTERS[cfg.adapter]
+    if cfg.world.kind != adapter.world_kind:
+        raise ValueError(f"{source}: the {cfg.adapter} adapter trains on {adapter.world_kind!r} worlds; set "
+                         f"world.kind: {adapter.world_kind}")
     if cfg.pretrain_world.kind != "image":
         raise ValueError(f"{source}: pretrain_world.kind must be 'image' (pre-training reads images and captions)")
     for e in cfg.encoders:
@@ -128,6 +159,9 @@ def check_study(cfg: StudyConfig, source: str) -> None:
         if ways > 1 or (not e.plugin and not e.encoder):
             raise ValueError(f"{source}: encoder {e.name!r}: give `encoder` with at most one of weights / "
                              "pretrain, or a `plugin` list")
+        if e.plugin and not adapter.plugins:
+            raise ValueError(f"{source}: encoder {e.name!r}: the {cfg.adapter} task reads one feature store; a "
+                             "plugin of several is not supported")
         for ref in e.plugin + ([e.pretrain.init] if e.pretrain and e.pretrain.init else []):
             if ref not in names or ref == e.name:
                 raise ValueError(f"{source}: encoder {e.name!r} refers to {ref!r}, not another encoder of the study")
@@ -175,9 +209,7 @@ class Study:
             return target
         world = self.world(pre.world)
         recipe = self.base / pre.recipe
-        task_name = load_config(recipe).task_name
-        if task_name not in PRETRAIN_DATA:
-            raise ValueError(f"{recipe}: pre-training task {task_name!r} unknown to the study ({sorted(PRETRAIN_DATA)})")
+        task_name = load_config(recipe).task_name  # a task of PRETRAIN_DATA (check_recipes)
         overrides = [*PRETRAIN_DATA[task_name](world), f"out_dir={run_dir}", "train.progress=false", *pre.overrides]
         if pre.init:
             init = self.weights(pre.init)
@@ -228,7 +260,10 @@ class Study:
         checkpoint = result.best_checkpoint or result.last_checkpoint
         if self.adapter.splits:
             split = "+".join(self.adapter.splits)
-            metrics = {f"{s}/{k}": v for s in self.adapter.splits for k, v in evaluate(run_cfg, checkpoint, s).items()}
+            per_split = evaluate(run_cfg, checkpoint, list(self.adapter.splits))  # one task build for all splits
+            if len(self.adapter.splits) == 1:
+                per_split = {self.adapter.splits[0]: per_split}
+            metrics = {f"{s}/{k}": v for s, split_metrics in per_split.items() for k, v in split_metrics.items()}
         else:
             split = run_cfg.train.best_split or run_cfg.train.eval_splits[0]
             metrics = evaluate(run_cfg, checkpoint, split)

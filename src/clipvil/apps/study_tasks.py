@@ -70,6 +70,7 @@ class StudyAdapter(Protocol):
     name: str
     world_kind: str  # a key of WORLD_KINDS
     splits: tuple[str, ...]  # the splits evaluated; () = the recipe's best split
+    plugins: bool  # whether the task reads several stores (a plugin's grids, concatenated channel-wise)
     metric: str  # the name of the overall metric (report headers)
 
     def overrides(self, world: Path, features: list[Path]) -> list[str]: ...
@@ -81,7 +82,7 @@ class StudyAdapter(Protocol):
 class VqaAdapter:
     """VQA (vqa task): questions of <world>/vqa, grids from the stores; overall + per question type."""
 
-    name, world_kind, splits, metric = "vqa", "image", (), "accuracy"
+    name, world_kind, splits, metric, plugins = "vqa", "image", (), "accuracy", True
 
     def overrides(self, world: Path, features: list[Path]) -> list[str]:
         return [f"task.data_dir={world / 'vqa'}", f"task.features=[{', '.join(str(f) for f in features)}]"]
@@ -95,7 +96,7 @@ class VqaAdapter:
 class CaptionAdapter:
     """Captioning (caption task): the world's Karpathy file, grids from the stores; CIDEr + BLEU-4, ROUGE-L."""
 
-    name, world_kind, splits, metric = "caption", "image", (), "CIDEr"
+    name, world_kind, splits, metric, plugins = "caption", "image", (), "CIDEr", True
 
     def overrides(self, world: Path, features: list[Path]) -> list[str]:
         return [f"task.karpathy_file={world / 'captions' / 'dataset_coco.json'}",
@@ -111,7 +112,7 @@ class VlnAdapter:
     """Navigation (vln task, follower): the navigation world's R2R files, graphs and vocabulary, the views'
     pooled embeddings from one store; SR (val_unseen) overall, then SPL and val_seen."""
 
-    name, world_kind, splits, metric = "vln", "nav", ("val_seen", "val_unseen"), "SR val_unseen"
+    name, world_kind, splits, metric, plugins = "vln", "nav", ("val_seen", "val_unseen"), "SR val_unseen", False
 
     def overrides(self, world: Path, features: list[Path]) -> list[str]:
         if len(features) != 1:

@@ -144,9 +144,10 @@ def add_export_clip(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
+    from clipvil import recipes
     from clipvil.apps.study import run_study
 
-    report = run_study(args.config)
+    report = run_study(recipes.resolve(args.config))
     print(Path(report["files"]["markdown"]).read_text())
     print_json(report["files"])
     return 0
@@ -154,23 +155,45 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 def add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="one task recipe over many encoders x seeds (resumable): table + plot")
-    p.add_argument("config", help="study YAML, e.g. configs/study/synthetic_vqa.yaml")
+    p.add_argument("config", help="study YAML, or a packaged study name (e.g. study/navworld_vln)")
     p.set_defaults(func=_cmd_study)
+
+
+def _float_in(name: str, low: float, high: float | None = None):  # -> type= for argparse: low < x (<= high)
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not value > low or (high is not None and not value <= high):
+            rule = f"in ({low:g}, {high:g}]" if high is not None else f"> {low:g}"
+            raise argparse.ArgumentTypeError(f"{name} must be {rule}, got {text}")
+        return value
+
+    return parse
+
+
+def _device(text: str) -> str:  # --device: cpu, cuda or cuda:N
+    kind, sep, index = text.partition(":")
+    if text == "cpu" or (kind == "cuda" and (not sep or index.isdigit())):
+        return text
+    raise argparse.ArgumentTypeError(f"--device must be cpu, cuda or cuda:N (N a device index), got {text!r}")
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
     import torch
 
     from clipvil import recipes
-    from clipvil.apps.card import CardOptions, Gpu, make_card, to_markdown
+    from clipvil.apps.card import CardOptions, make_card, to_markdown
+    from clipvil.apps.card_parts import known_gpu
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA device is available here")
     if args.threads:
         torch.set_num_threads(args.threads)
-    gpu = Gpu(args.gpu, args.gpu_tflops * 1e12, args.utilisation)
+    gpu = known_gpu(args.gpu, args.gpu_tflops, args.utilisation)
     card = make_card(recipes.resolve(args.config), args.overrides,
-                     CardOptions(gpu=gpu, question_vocab=args.question_vocab, device=args.device))
+                     CardOptions(gpu=gpu, question_vocab=args.question_vocab, device=args.device), name=args.config)
     if args.json:
         print_json(card.to_dict())
     else:
@@ -184,13 +207,16 @@ def add_card(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="recipe YAML, or a packaged recipe name (e.g. vqa/movie_mcan_rn50)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="optional overrides of the recipe")
     p.add_argument("--json", action="store_true", help="JSON instead of Markdown")
-    p.add_argument("--device", default="cpu", help="where the seconds are measured: cpu (default), cuda, cuda:1 ...")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="where the seconds are measured: cpu (default), cuda, cuda:1 ...")
     p.add_argument("--threads", type=positive_int("--threads"), default=None,
                    help="torch CPU threads while measuring (default: torch's; 1 is robust on a busy machine)")
-    p.add_argument("--gpu", default="A100", help="GPU named in the estimate (default A100)")
-    p.add_argument("--gpu-tflops", type=float, default=312.0,
-                   help="its dense bf16 peak in TFLOP/s (default 312, the A100's)")
-    p.add_argument("--utilisation", type=float, default=0.40, help="assumed fraction of the peak (default 0.40)")
+    p.add_argument("--gpu", default="A100", help="GPU named in the estimate (default A100): a GPU whose dense peak "
+                   "the card knows (A100, H100, ...; an unknown name lists them), or any name with --gpu-tflops")
+    p.add_argument("--gpu-tflops", type=_float_in("--gpu-tflops", 0.0), default=None,
+                   help="its dense peak in TFLOP/s, overriding the known one (default: --gpu's, e.g. 312 for A100)")
+    p.add_argument("--utilisation", type=_float_in("--utilisation", 0.0, 1.0), default=0.40,
+                   help="assumed fraction of the peak, in (0, 1] (default 0.40)")
     p.add_argument("--question-vocab", type=positive_int("--question-vocab"), default=20_000,
                    help="assumed question-word vocabulary (default 20000)")
     p.set_defaults(func=_cmd_card)

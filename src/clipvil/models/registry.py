@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,7 +99,43 @@ def model_config(name: str, preset: str = "", overrides: dict[str, Any] | None =
         raise ValueError(
             f"model {name!r}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
+    try:
+        hints = typing.get_type_hints(entry.config_cls)
+    except (NameError, TypeError):  # an annotation that does not resolve here: leave the values to the model
+        hints = {}
+    for key, value in overrides.items():
+        _check_setting(name, key, value, hints.get(key))
     return dataclasses.replace(base, **overrides)
+
+
+_SCALARS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_setting(model: str, key: str, value: Any, hint: Any) -> None:
+    """A ValueError naming the setting when `value` is not of its field's scalar type (int, float, bool, str,
+    or an Optional / Literal of those); other field types are left to the model's own checks."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Literal:
+        if value not in args:
+            raise ValueError(f"model {model!r}: {key} must be one of {list(args)}, got {value!r}")
+        return
+    allowed = list(args) if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    if type(None) in allowed and value is None:
+        return
+    scalars = [a for a in allowed if a in _SCALARS]
+    if not scalars or len(scalars) != len([a for a in allowed if a is not type(None)]):
+        return  # a container or another type: not checked here
+
+    def fits(kind: type) -> bool:
+        if kind is float:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int:
+            return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, kind)
+
+    if not any(fits(k) for k in scalars):
+        want = " or ".join(_SCALARS[k] for k in scalars)
+        raise ValueError(f"model {model!r}: {key} must be {want}, got {value!r}")
 
 
 def build_model(name: str, preset: str = "", overrides: dict[str, Any] | None = None, **kwargs: Any) -> nn.Module:

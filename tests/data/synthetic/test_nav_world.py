@@ -94,3 +94,30 @@ def test_world_files_in_official_formats(shared_data: Path, tmp_path: Path) -> N
     assert make_nav_world(root, shared_data / "clip-vil/connectivity", spec) == manifest  # reused as it is
     with pytest.raises(ValueError, match="another spec"):
         make_nav_world(root, shared_data / "clip-vil/connectivity", NavWorldSpec(seed=1))
+
+
+def test_a_world_killed_while_it_was_written_is_written_again(shared_data: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipvil.data.synthetic import nav_world
+
+    spec = NavWorldSpec(train_scans=("gZ6f7yhEvPG",), unseen_scans=("YmJkqBEsHnH",), train_paths=4,
+                        val_seen_paths=2, val_unseen_paths=2, aug_paths=0, width=48, height=36)
+    connectivity = shared_data / "clip-vil/connectivity"
+    clean = make_nav_world(tmp_path / "clean", connectivity, spec)
+    real_render = nav_world.render_scan
+
+    def killed(*args: object, **kwargs: object) -> int:
+        real_render(*args, **kwargs)  # the first scan's views are written, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nav_world, "render_scan", killed)
+    with pytest.raises(KeyboardInterrupt):
+        make_nav_world(tmp_path / "w", connectivity, spec)
+    assert not (tmp_path / "w/manifest.json").exists() and (tmp_path / "w/views").is_dir()
+    monkeypatch.setattr(nav_world, "render_scan", real_render)
+    with pytest.raises(ValueError, match="unfinished navigation world of another spec"):
+        make_nav_world(tmp_path / "w", connectivity, NavWorldSpec(seed=3))
+    assert make_nav_world(tmp_path / "w", connectivity, spec) == clean
+    assert not (tmp_path / "w" / nav_world.BUILDING).exists()
+    view = Path("views/YmJkqBEsHnH") / sorted(p.name for p in (tmp_path / "clean/views/YmJkqBEsHnH").iterdir())[0]
+    assert (tmp_path / "w" / view / "7.jpg").read_bytes() == (tmp_path / "clean" / view / "7.jpg").read_bytes()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import shutil
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ from clipvil.data.synthetic.nav_render import Look, NavObject, render_view
 from clipvil.data.synthetic.scene import COLORS, SHAPES
 
 NAV_WORLD_VERSION = 1
+BUILDING = ".building"  # marks a world being written (its spec); the manifest, written last, replaces it
+log = logging.getLogger(__name__)
 TRAIN_SCANS = ("8194nk5LbLH", "pLe4wQe7qrG", "HxpKQynjfin", "Pm6F8kyY3z2")
 UNSEEN_SCANS = ("2t7WUuJeko7", "gYvKGZ5eRqb")
 RXR_LANGUAGES = {"en": "en-IN", "hi": "hi-IN", "te": "te-IN"}
@@ -287,11 +290,17 @@ def make_nav_world(out: str | Path, connectivity: str | Path, spec: NavWorldSpec
             raise ValueError(f"{root}: holds a navigation world of another spec; pick another --out or delete it")
         if manifest.get("rendered") or not render:
             return manifest
+    elif (root / BUILDING).is_file():  # a build killed before its manifest: ours to start again
+        if (root / BUILDING).read_text(encoding="utf-8") != json.dumps(_spec_json(spec), sort_keys=True):
+            raise ValueError(f"{root}: an unfinished navigation world of another spec; pick another --out or "
+                             "delete it")
+        log.info("%s: an unfinished navigation world (killed while it was written): writing it again", root)
     elif root.is_dir() and any(root.iterdir()):
         raise ValueError(f"{root}: not empty and not a navigation world; pick an empty or new directory")
     scans = (*spec.train_scans, *spec.unseen_scans)
     graphs = load_nav_graphs(source, scans)
     root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / BUILDING, json.dumps(_spec_json(spec), sort_keys=True))
     _copy_connectivity(source, scans, root / "connectivity")
     objects = {scan: place_objects(graphs[scan], _rng(spec.seed, scan, "objects"), 1000 * i)
                for i, scan in enumerate(scans)}
@@ -318,4 +327,5 @@ def make_nav_world(out: str | Path, connectivity: str | Path, spec: NavWorldSpec
                 "counts": {split: {"paths": len(recs), "instructions": sum(len(r.instructions) for r in recs)}
                            for split, recs in splits.items()}}
     atomic_write_json(manifest_path, manifest)
+    (root / BUILDING).unlink()  # the manifest marks the world finished
     return manifest
