@@ -5,6 +5,7 @@ quick) against facts derived by hand from the recipe and the data's sizes."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -124,3 +125,82 @@ def test_a_cuda_card_without_cuda_is_refused(capsys: pytest.CaptureFixture[str])
         pytest.skip("a CUDA device is here")
     assert main(["card", "vqa/mcan_rn50", "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value", "rule"), [
+    ("--utilisation", "2", "in (0, 1]"), ("--utilisation", "0", "in (0, 1]"), ("--utilisation", "x", "a number"),
+    ("--gpu-tflops", "-1", "> 0"), ("--gpu-tflops", "0", "> 0"), ("--device", "tpu", "cpu, cuda or cuda:N"),
+    ("--device", "cuda:x", "cpu, cuda or cuda:N"),
+])
+def test_bad_options_are_one_line_errors(option: str, value: str, rule: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from clipvil.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["card", "vqa/mcan_rn50", option, value])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert option in last and rule in last and "Traceback" not in last
+
+
+def test_known_gpus_set_the_peak_and_tflops_override() -> None:
+    from clipvil.apps.card_parts import known_gpu
+
+    assert (known_gpu("H100").peak_flops, known_gpu("h200").name, known_gpu("A100").peak_flops) == (989e12, "H200",
+                                                                                                   312e12)
+    v100 = known_gpu("V100", utilisation=0.5)
+    assert (v100.peak_flops, v100.precision, v100.utilisation) == (125e12, "fp16", 0.5)
+    assert known_gpu("H100", 500.0).peak_flops == 500e12  # given explicitly: overrides the table
+    assert known_gpu("MI300X", 1307.4).peak_flops == pytest.approx(1307.4e12)  # any name with a peak
+    with pytest.raises(ValueError, match=r"--gpu MI300X: .*known: A100, H100, H200, V100"):
+        known_gpu("MI300X")
+
+
+def test_an_unknown_gpu_without_a_peak_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from clipvil.cli import main
+
+    assert main(["card", "vqa/mcan_rn50", "--gpu", "B9000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--gpu B9000" in err and "A100, H100, H200, V100" in err
+
+
+def test_an_h100_card_is_named_as_given_and_quiet(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """--gpu H100 uses its 989 TFLOP/s; the title and `recipe` are the name given (not the packaged file's
+    absolute path); no "RANDOM weights" warning while the card builds the tower for its shapes."""
+    from clipvil.cli import main
+
+    monkeypatch.chdir(REPO)
+    overrides = [f"task.model_overrides.{k}={v}" for k, v in SMALL.items()]
+    with caplog.at_level(logging.WARNING, logger="clipvil.encoders.registry"):
+        assert main(["card", "vqa/mcan_rn50", *overrides, "--gpu", "H100", "--json"]) == 0
+        card = json.loads(capsys.readouterr().out)
+        assert main(["card", "vqa/mcan_rn50", *overrides, "train.max_steps=10", "--gpu", "H100"]) == 0
+        text = capsys.readouterr().out
+    assert not [r for r in caplog.records if "RANDOM weights" in r.getMessage()]
+    assert card["gpu"]["peak_flops"] == 989e12 and card["gpu"]["name"] == "H100"
+    assert card["gpu_hours"] == pytest.approx(card["total_flops"] / (989e12 * 0.40) / 3600)
+    assert card["recipe"] == "vqa/mcan_rn50" and card["config_file"].endswith("vqa/mcan_rn50.yaml")
+    assert text.splitlines()[0] == "### vqa/mcan_rn50"
+    assert "GPU-hours on H100 at 40%" in text and "H100 989 TFLOP/s dense bf16" in text
+
+
+def test_grid_shape_silences_only_while_it_builds(caplog: pytest.LogCaptureFixture) -> None:
+    from clipvil.apps.card_parts import grid_shape
+    from clipvil.encoders import build_encoder
+
+    with caplog.at_level(logging.WARNING, logger="clipvil.encoders.registry"):
+        assert grid_shape("RN50", "caption")[:2] == ((14, 14), 2048)
+        assert not [r for r in caplog.records if "RANDOM weights" in r.getMessage()]
+        with torch.device("meta"):
+            build_encoder("RN50")  # outside a card the warning stays (and the logger's level is restored)
+    assert [r for r in caplog.records if "RANDOM weights" in r.getMessage()]
+
+
+def test_a_study_config_is_sent_to_clipvil_study(capsys: pytest.CaptureFixture[str]) -> None:
+    from clipvil.cli import main
+
+    study = REPO / "configs/study/navworld_vln.yaml"
+    assert main(["card", str(study)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a study config" in err and f"clipvil study {study}" in err

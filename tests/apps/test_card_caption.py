@@ -42,6 +42,9 @@ def test_caption_card_phases_and_run(monkeypatch: pytest.MonkeyPatch) -> None:
     assert d["paper"]["reproduces"] is None and "2.1%" in d["paper"]["note"]
     assert any("9,490 ids assumed" in n for n in d["assumptions"])
     assert any("upper bound" in n for n in d["assumptions"])
+    # data/coco/dataset_coco.json is not in the checkout: the official sizes, and a note saying so
+    assert "Karpathy & Fei-Fei" in d["datasets"]["source"]
+    assert any("dataset_coco.json not found" in n and "official" in n for n in d["assumptions"])
 
 
 def test_a_vocabulary_file_sets_the_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,3 +56,33 @@ def test_a_vocabulary_file_sets_the_size(tmp_path: Path, monkeypatch: pytest.Mon
     card = make_card("configs/caption/transformer_rn50.yaml", [*TINY, f"task.vocab={path}", "phases=[]"])
     assert card.facts["caption_vocab"] == 4 + 3 and card.embedding_params == 0  # no assumption to flag
     assert [p.name for p in card.phases] == ["xe"] and card.phases[0].updates == card.updates
+
+
+def _karpathy_file(path: Path, splits: list[tuple[str, int]]) -> Path:
+    """A dataset_coco.json in Karpathy's format: one image per (split, number of sentences)."""
+    images = []
+    for i, (split, n) in enumerate(splits):
+        sentences = [{"raw": f"A shape number {j}.", "tokens": ["a", "shape", "number", str(j)],
+                      "imgid": i, "sentid": 10 * i + j} for j in range(n)]
+        images.append({"filepath": "images", "filename": f"{i:06d}.png", "cocoid": 100 + i, "imgid": i,
+                       "split": split, "sentids": [s["sentid"] for s in sentences], "sentences": sentences})
+    path.write_text(json.dumps({"dataset": "coco", "images": images}))
+    return path
+
+
+def test_a_karpathy_file_here_gives_its_own_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 train + 2 restval images train (5 images; 5+5+4 + 5+3 = 22 captions), 1 val (5), 2 test (5 + 1); at
+    batch 2 that is 5 // 2 = 2 updates an epoch: 40 epochs, XE for the first 15, SCST after."""
+    monkeypatch.chdir(REPO)
+    path = _karpathy_file(tmp_path / "dataset_coco.json", [("train", 5), ("train", 5), ("train", 4),
+                                                          ("restval", 5), ("restval", 3), ("val", 5),
+                                                          ("test", 5), ("test", 1)])
+    card = make_card("configs/caption/transformer_rn50.yaml", [*TINY, f"task.karpathy_file={path}",
+                                                               "train.batch_size=2"])
+    ds = card.datasets
+    assert (ds["train"]["images"], ds["train"]["captions"]) == (5, 22)
+    assert (ds["val"]["images"], ds["val"]["captions"], ds["test"]["images"], ds["test"]["captions"]) == (1, 5, 2, 6)
+    assert str(path) in ds["source"] and "Karpathy & Fei-Fei" not in ds["source"]
+    assert ds["test2014"]["images"] == 40_775 and "cocodataset.org" in ds["source"]  # the server split, still
+    assert card.updates == 40 * 2 and [p.updates for p in card.phases] == [15 * 2, 25 * 2]
+    assert not any("not found" in n for n in card.assumptions)

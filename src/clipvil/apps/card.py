@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 # every describer module registers its tasks on import
@@ -59,7 +60,7 @@ class PhaseCard:
 class Card:
     """Everything `clipvil card` reports (JSON-able through `to_dict`)."""
 
-    recipe: str
+    recipe: str  # the recipe as named (a packaged name like "vqa/mcan_rn50", or the file as given)
     task: str
     facts: dict[str, Any]  # the describer's: model, encoder, grid, vocabularies, ...
     params: int  # trainable parameters (what the recipe trains)
@@ -79,6 +80,7 @@ class Card:
     assumptions: list[str]
     device: str = "cpu"
     machine: str = field(default_factory=lambda: _machine("cpu"))
+    config_file: str = ""  # the YAML file read (a packaged recipe's full path)
 
     @property
     def flops_per_sample(self) -> int:
@@ -220,10 +222,22 @@ def _measure(cfg: RunConfig, parts: CardParts, opts: CardOptions, cache: dict[An
     return out
 
 
+def _refuse_study(config: str | Path) -> None:
+    """A study YAML (top-level `adapter` and `encoders`) is not a recipe: say which command reads it."""
+    try:
+        data = yaml.safe_load(Path(config).read_text())
+    except (OSError, yaml.YAMLError):
+        return  # load_config reports it
+    if isinstance(data, dict) and "adapter" in data and "encoders" in data:
+        raise ValueError(f"{config}: is a study config, not a recipe: run `clipvil study {config}`")
+
+
 def make_card(config: str | Path, overrides: list[str] | None = None, options: CardOptions | None = None,
-              cache: dict[Any, StepCost] | None = None) -> Card:
-    """The card of a recipe; `cache` shares measurements between recipes whose phases cost the same."""
+              cache: dict[Any, StepCost] | None = None, name: str | None = None) -> Card:
+    """The card of a recipe; `cache` shares measurements between recipes whose phases cost the same. `name`:
+    the recipe as the user named it (e.g. "vqa/mcan_rn50", the card's title and `recipe`; default `config`)."""
     opts = options or CardOptions()
+    _refuse_study(config)
     cfg = load_config(config, overrides)
     torch.manual_seed(cfg.train.seed)
     parts = describer(cfg.task_name)(cfg, opts)
@@ -241,12 +255,12 @@ def make_card(config: str | Path, overrides: list[str] | None = None, options: C
     params = sum(p.numel() for p in parts.model.parameters() if p.requires_grad)
     frozen = parts.frozen_params or sum(p.numel() for p in parts.model.parameters() if not p.requires_grad)
     return Card(
-        recipe=str(config), task=cfg.task_name, facts=parts.facts, params=params, frozen_params=frozen,
+        recipe=name or str(config), task=cfg.task_name, facts=parts.facts, params=params, frozen_params=frozen,
         embedding_params=parts.embedding_params, phases=phases, batch_size=cfg.train.batch_size,
         micro_batch=cfg.train.batch_size // cfg.train.grad_accum, updates=updates,
         evaluation_only=parts.evaluation_only, eval_samples=parts.eval_samples, input_bytes=parts.input_bytes,
         seeds=[cfg.train.seed], datasets=parts.datasets, paper=_paper(config), gpu=opts.gpu, assumptions=notes,
-        device=opts.device, machine=_machine(opts.device),
+        device=opts.device, machine=_machine(opts.device), config_file=str(config),
     )
 
 
@@ -261,7 +275,8 @@ def _method_notes(cost: StepCost, cfg: RunConfig, opts: CardOptions, evaluation:
     if cost.device == "cpu" and cost.load > (os.cpu_count() or 1):
         notes.append(f"the machine was busy while measuring (load {cost.load:.1f} > {os.cpu_count()} cores): "
                      "the seconds are slower than this CPU alone")
-    notes.append(f"GPU-hours: FLOPs / ({g.name} {g.peak_flops / 1e12:.0f} TFLOP/s dense bf16 x "
+    peak = "as given by --gpu-tflops" if g.precision == "stated" else f"dense {g.precision}"
+    notes.append(f"GPU-hours: FLOPs / ({g.name} {g.peak_flops / 1e12:.0f} TFLOP/s {peak} x "
                  f"{g.utilisation:.0%} utilisation); data loading" + (" and evaluation" if not evaluation else "")
                  + " not counted")
     if cfg.train.amp != "none":

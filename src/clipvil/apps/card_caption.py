@@ -27,6 +27,7 @@ from clipvil.apps.card_sizes import (
     KARPATHY_SOURCE,
     KARPATHY_TRAIN_RESTVAL,
 )
+from clipvil.data.captions import read_karpathy
 from clipvil.data.tokenizers import CaptionVocab
 from clipvil.models.decoding import greedy_decode, sample_decode
 from clipvil.models.registry import build_model
@@ -86,26 +87,52 @@ def _scst_fn(model: nn.Module, hw: tuple[int, int], dim: int, samples: int, max_
     return run
 
 
-def _datasets(cfg: RunConfig) -> tuple[dict[str, Any], int | None]:
+def karpathy_counts(path: Path) -> dict[str, dict[str, int]]:
+    """{split: {"images": n, "captions": n}} of a Karpathy dataset_coco.json, restval apart (Karpathy's names)."""
+    counts = {name: {"images": 0, "captions": 0} for name in ("train", "restval", "val", "test")}
+    for image in read_karpathy(path, restval_as_train=False).images:
+        counts[image.split]["images"] += 1
+        counts[image.split]["captions"] += len(image.raw)
+    return counts
+
+
+def _karpathy_splits(path: Path, notes: list[str]) -> tuple[dict[str, Any], str]:
+    """The train (train + restval), val and test sizes of `path` when it is here, else the official COCO
+    Karpathy split's (with a note); and the source to cite."""
+    if Path(path).is_file():
+        c = karpathy_counts(path)
+        train = {"images": c["train"]["images"] + c["restval"]["images"],
+                 "captions": c["train"]["captions"] + c["restval"]["captions"], "split": "train + restval"}
+        splits = {"train": train, "val": c["val"], "test": c["test"]}
+        return splits, f"counted in {path} (Karpathy's format: images[].split, images[].sentences)"
+    notes.append(f"{path} not found: the official COCO Karpathy split's sizes are assumed")
+    splits = {"train": {"images": KARPATHY_TRAIN_RESTVAL, "captions": KARPATHY_CAPTIONS["train+restval"],
+                        "split": "train + restval"},
+              "val": {"images": KARPATHY_IMAGES["val"], "captions": KARPATHY_CAPTIONS["val"]},
+              "test": {"images": KARPATHY_IMAGES["test"], "captions": KARPATHY_CAPTIONS["test"]}}
+    return splits, KARPATHY_SOURCE
+
+
+def _datasets(cfg: RunConfig, notes: list[str]) -> tuple[dict[str, Any], int | None]:
     t = cfg.task
-    out: dict[str, Any] = {"source": KARPATHY_SOURCE + f"; COCO test2014: {COCO_TEST2014_IMAGES:,} images "
-                                                       "(cocodataset.org)"}
+    sources = []
+    out: dict[str, Any] = {}
     train_n: int | None = None
     if t.karpathy_file is not None:
-        out["train"] = {"images": KARPATHY_TRAIN_RESTVAL, "captions": KARPATHY_CAPTIONS["train+restval"],
-                        "split": "train + restval"}
-        out["val"] = {"images": KARPATHY_IMAGES["val"], "captions": KARPATHY_CAPTIONS["val"]}
-        out["test"] = {"images": KARPATHY_IMAGES["test"], "captions": KARPATHY_CAPTIONS["test"]}
+        splits, source = _karpathy_splits(t.karpathy_file, notes)
+        out.update(splits)
+        sources.append(source)
         if cfg.train.train_split == "train":
-            train_n = KARPATHY_TRAIN_RESTVAL
+            train_n = splits["train"]["images"]
     for name, path in t.coco_files.items():
         if "test2014" in Path(path).name:
             out[name] = {"images": COCO_TEST2014_IMAGES, "note": "no references (the server's split)"}
+            sources.append(f"COCO test2014: {COCO_TEST2014_IMAGES:,} images (cocodataset.org)")
         else:
             out[name] = {"file": Path(path).name, "note": "size not known to the card"}
     if cfg.train.train_split != "train":
         out[cfg.train.train_split] = out.get(cfg.train.train_split, {"note": "size not known to the card"})
-    return out, train_n
+    return {"source": "; ".join(sources) or "not stated", **out}, train_n
 
 
 def describe_caption(cfg: RunConfig, opts: CardOptions) -> CardParts:
@@ -137,7 +164,7 @@ def describe_caption(cfg: RunConfig, opts: CardOptions) -> CardParts:
     if len(phases) == 2:
         notes.append(f"SCST: captions decoded to the maximum length of {t.decode_max_len} tokens (random weights "
                      "rarely emit eos; an upper bound), CIDEr-D reward on the CPU not counted")
-    datasets, train_n = _datasets(cfg)
+    datasets, train_n = _datasets(cfg, notes)
     facts = {"model": f"{t.model}/{t.preset}", "encoder": t.feature_encoder, "grid_hw": hw, "grid_dim": dim,
              "caption_vocab": vocab, "seq_per_img": t.seq_per_img, "scst_samples": t.scst_samples,
              "scst_baseline": t.scst_baseline, "decode_max_len": t.decode_max_len}
@@ -152,4 +179,4 @@ def describe_caption(cfg: RunConfig, opts: CardOptions) -> CardParts:
 
 register_card("caption", describe_caption)
 
-__all__ = ["COCO_WORDS", "caption_vocab_size", "describe_caption"]
+__all__ = ["COCO_WORDS", "caption_vocab_size", "describe_caption", "karpathy_counts"]

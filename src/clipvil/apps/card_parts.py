@@ -9,7 +9,9 @@ batches at the recipe's shapes, the dataset sizes it expects, and every assumpti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +22,38 @@ from clipvil.apps.card_measure import LossFn
 from clipvil.encoders import build_encoder, get_preset, tower_family
 from clipvil.train.config import RunConfig
 
+# Dense (no 2:4 sparsity) tensor-core peaks in FLOP/s, bf16 where the chip has it, from NVIDIA's datasheets:
+# A100 SXM 312 TFLOPS bf16 (A100 datasheet: "BFLOAT16 Tensor Core 312 | 624 TF*", * = with sparsity);
+# H100 SXM and H200 (SXM) 989 TFLOPS bf16 (H100 / H200 datasheets list 1,979 TF with sparsity: half dense);
+# V100 SXM2 125 TFLOPS fp16 tensor (V100 datasheet "Tensor Performance"; Volta has no bf16).
+KNOWN_GPUS: dict[str, float] = {"A100": 312e12, "H100": 989e12, "H200": 989e12, "V100": 125e12}
+FP16_ONLY = frozenset({"V100"})  # known GPUs whose peak is fp16 (no bf16 tensor cores)
+
 
 @dataclass(frozen=True)
 class Gpu:
     """The accelerator a run's GPU-hours are estimated for."""
 
     name: str = "A100"
-    peak_flops: float = 312e12  # dense bf16 tensor-core peak, FLOP/s (NVIDIA A100 datasheet)
+    peak_flops: float = 312e12  # dense tensor-core peak, FLOP/s (KNOWN_GPUS: the NVIDIA A100 datasheet's bf16)
     utilisation: float = 0.40  # assumed fraction of the peak a training step reaches
+    precision: str = "bf16"  # the precision of the peak ("bf16", "fp16"; "stated" for a peak given by hand)
+
+
+def known_gpu(name: str, tflops: float | None = None, utilisation: float = 0.40) -> Gpu:
+    """The Gpu named `name` (case-insensitive among KNOWN_GPUS); `tflops` (TFLOP/s) given overrides the table's
+    peak, and then any name is accepted. A ValueError naming the known GPUs for an unknown name without it."""
+    if not 0 < utilisation <= 1:
+        raise ValueError(f"card: utilisation must be in (0, 1], got {utilisation}")
+    if tflops is not None:
+        if not tflops > 0:
+            raise ValueError(f"card: the GPU's peak must be > 0 TFLOP/s, got {tflops}")
+        return Gpu(name, tflops * 1e12, utilisation, "stated")
+    match = next((k for k in KNOWN_GPUS if k.lower() == name.lower()), None)
+    if match is None:
+        raise ValueError(f"--gpu {name}: peak not known to the card (known: {', '.join(KNOWN_GPUS)}); "
+                         "give its dense peak with --gpu-tflops")
+    return Gpu(match, KNOWN_GPUS[match], utilisation, "fp16" if match in FP16_ONLY else "bf16")
 
 
 @dataclass(frozen=True)
@@ -108,10 +134,23 @@ def materialise(model: nn.Module) -> nn.Module:
     return model
 
 
+@contextmanager
+def no_random_weights_warning() -> Iterator[None]:
+    """Silences the encoder registry's "encoder X has RANDOM weights" warning while a card builds a tower only
+    to read its shapes (no weights are needed); errors still show."""
+    logger = logging.getLogger("clipvil.encoders.registry")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def grid_shape(encoder: str, preset: str) -> tuple[tuple[int, int], int, str]:
     """((h, w), channels, how) of the grids `encoder` gives at `preset`, the tower built on the meta device."""
     size = get_preset(preset).size
-    with torch.device("meta"):
+    with no_random_weights_warning(), torch.device("meta"):
         tower = build_encoder(encoder)
         if size is None:
             size = (tower.native_size, tower.native_size)
@@ -127,5 +166,6 @@ def embedding_params(model: nn.Module, vocab: int) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding) and m.num_embeddings == vocab)
 
 
-__all__ = ["CardOptions", "CardParts", "CardPhase", "Describer", "Gpu", "card_tasks", "describer",
-           "embedding_params", "grid_shape", "materialise", "register_card"]
+__all__ = ["FP16_ONLY", "KNOWN_GPUS", "CardOptions", "CardParts", "CardPhase", "Describer", "Gpu", "card_tasks", "describer",
+           "embedding_params", "grid_shape", "known_gpu", "materialise", "no_random_weights_warning",
+           "register_card"]
