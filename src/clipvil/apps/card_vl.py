@@ -22,7 +22,6 @@ gives each group's parameters and the fp32 states its optimizer keeps per parame
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from clipvil.apps.card_parts import (
     CardParts,
     CardPhase,
     materialise,
+    no_random_weights_warning,
     register_card,
 )
 from clipvil.data.lxmert import load_lxmert_answer_table
@@ -95,14 +95,8 @@ class SampleShape:
 
 def _quiet_build(name: str, trainable: bool) -> nn.Module:
     """The tower on the meta device, without the "random weights" warning (the card needs no weights)."""
-    logger = logging.getLogger("clipvil.encoders.registry")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with torch.device("meta"):
-            return build_encoder(name, None, trainable=trainable)
-    finally:
-        logger.setLevel(level)
+    with no_random_weights_warning(), torch.device("meta"):
+        return build_encoder(name, None, trainable=trainable)
 
 
 def bert_config(task: Any, layers: int) -> tuple[BertConfig, str]:

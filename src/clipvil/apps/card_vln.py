@@ -29,7 +29,6 @@ The EnvDrop encoders and the speaker's decoder are LSTMs: their FLOPs are counte
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from clipvil.apps.card_parts import (
     CardPhase,
     embedding_params,
     materialise,
+    no_random_weights_warning,
     register_card,
 )
 from clipvil.data.nav_env import N_VIEWS
@@ -97,17 +97,12 @@ def view_dim(feature_encoder: str) -> tuple[int, str]:
     if tower_name is None:
         assert width is not None
         return width, f"{feature_encoder}: {width}-d views ({VIEWS_SOURCE_IMAGENET})"
-    logger = logging.getLogger("clipvil.encoders.registry")  # no "random weights" warning: none are needed
-    level = logger.level
-    logger.setLevel(logging.ERROR)
     try:
-        with torch.device("meta"):
+        with no_random_weights_warning(), torch.device("meta"):
             tower = build_encoder(tower_name)
     except ValueError as err:
         raise ValueError(f"card: task.feature_encoder {feature_encoder!r} is neither a released view file "
                          f"({', '.join(RELEASED_VIEWS)}) nor an encoder ({err})") from None
-    finally:
-        logger.setLevel(level)
     if tower.embed_dim is None:
         raise ValueError(f"card: encoder {tower_name} has no pooled embedding (the view stores keep it)")
     where = VIEWS_SOURCE_CLIP if feature_encoder in RELEASED_VIEWS else "the encoder registry"
