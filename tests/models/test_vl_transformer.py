@@ -19,6 +19,7 @@ from clipvil.data.tokenizers import default_bert_dir
 from clipvil.encoders import build_encoder
 from clipvil.models.registry import build_model, get_model
 from clipvil.models.vl_heads import QAHead, init_answer_head
+from clipvil.models.vl_pair import VLPairModel
 from clipvil.models.vl_transformer import VLConfig, VLModel, build_vl_model, sample_visual_tokens
 from clipvil.types import GridFeatures
 
@@ -334,6 +335,8 @@ def test_batchnorm_modes(tiny_bert) -> None:
         before = model.visual.bn.running_mean.clone()
         model(pixels, None, ids, att)
         assert (not torch.equal(before, model.visual.bn.running_mean)) == changes
+        pair = VLPairModel(_tiny(tiny_bert, n_answers=2, batchnorm=mode)).train()  # the NLVR2 model keeps the rule
+        assert pair.visual.bn.training == changes and pair.visual.conv.training and pair.transformer.training
     with pytest.raises(ValueError, match="batchnorm must be"):
         VLConfig(batchnorm="sync")
     with pytest.raises(ValueError, match="no open_clip ModifiedResNet or VisionTransformer"):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from clipvil.models.vl_transformer import VLModel
-from clipvil.models.vl_visual import freeze_batchnorm
+from clipvil.models.vl_visual import FrozenBatchNormTrunk
 from clipvil.types import GridFeatures
 
 PAIR_CLASSES = 2  # logits of (False, True)
@@ -33,7 +33,7 @@ def _half(grid: GridFeatures, part: int, b: int) -> GridFeatures:
     return GridFeatures(grid.feats[sl], grid.mask[sl], grid.hw, pooled)
 
 
-class VLPairModel(nn.Module):
+class VLPairModel(FrozenBatchNormTrunk):
     """(two images, a sentence) → [B, 2] logits; modules named as in `VLModel` plus `image_embedding`."""
 
     def __init__(self, base: VLModel) -> None:
@@ -46,13 +46,6 @@ class VLPairModel(nn.Module):
         self.image_embedding = nn.Embedding(2, self.transformer.hidden)  # [2, H]: left, right
         nn.init.normal_(self.image_embedding.weight, std=0.02)  # BERT's initializer_range
         self.visual = base.visual  # last, as in VLModel
-
-    def train(self, mode: bool = True) -> VLPairModel:
-        """As VLModel.train: with batchnorm "frozen" the trunk's BatchNorm layers stay in eval mode."""
-        super().train(mode)
-        if self.cfg.batchnorm == "frozen":
-            freeze_batchnorm(self.visual)
-        return self
 
     def forward(
         self,

@@ -59,9 +59,9 @@ from transformers.utils import logging as hf_logging
 from clipvil.models.registry import register_model
 from clipvil.models.vl_heads import ITMHead, MLMHead, QAHead
 from clipvil.models.vl_visual import (
+    FrozenBatchNormTrunk,
     VisualEmbedding,
     enable_visual_checkpointing,
-    freeze_batchnorm,
     sample_visual_tokens,
 )
 from clipvil.types import GridFeatures
@@ -182,7 +182,7 @@ class VLTransformer(nn.Module):
         return VLOutput(states[:, :t], states[:, t:], valid, index, self.pooler(states))
 
 
-class VLModel(nn.Module):
+class VLModel(FrozenBatchNormTrunk):
     """The CLIP-ViL_p model: `visual` tower (pixels → GridFeatures), `transformer`, and the heads `mlm`, `itm`
     (pre-training; None without `pretrain_heads`) and `qa` (None when n_answers is 0).
 
@@ -222,13 +222,6 @@ class VLModel(nn.Module):
         if cfg.grad_checkpointing:
             enable_visual_checkpointing(visual)
         self.train(self.training)
-
-    def train(self, mode: bool = True) -> VLModel:
-        """As nn.Module.train; with batchnorm "frozen" the trunk's BatchNorm layers stay in eval mode."""
-        super().train(mode)
-        if self.cfg.batchnorm == "frozen":
-            freeze_batchnorm(self.visual)
-        return self
 
     def encode(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
+from typing import Any, Self
 
 import torch
 from open_clip.modified_resnet import ModifiedResNet
@@ -137,4 +138,20 @@ def freeze_batchnorm(module: nn.Module) -> None:
             m.eval()
 
 
-__all__ = ["VisualEmbedding", "enable_visual_checkpointing", "freeze_batchnorm", "sample_visual_tokens"]
+class FrozenBatchNormTrunk(nn.Module):
+    """Base of the models with a CLIP trunk `visual` and a config `cfg` whose `batchnorm` may be "frozen":
+    train() then keeps the trunk's BatchNorm layers in eval mode (VLModel, VLPairModel)."""
+
+    cfg: Any
+    visual: nn.Module
+
+    def train(self, mode: bool = True) -> Self:
+        """As nn.Module.train; with batchnorm "frozen" the trunk's BatchNorm layers stay in eval mode."""
+        super().train(mode)
+        if self.cfg.batchnorm == "frozen":
+            freeze_batchnorm(self.visual)
+        return self
+
+
+__all__ = ["FrozenBatchNormTrunk", "VisualEmbedding", "enable_visual_checkpointing", "freeze_batchnorm",
+           "sample_visual_tokens"]
