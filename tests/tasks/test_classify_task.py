@@ -90,3 +90,42 @@ def test_single_label_image_folder_with_cross_entropy(tmp_path: Path) -> None:
     assert loss.item() == pytest.approx(F.cross_entropy(task.model(batch["image"]), batch["target"]).item(), rel=1e-5)
     metrics = train(cfg).last_eval["val"]
     assert task.primary_metric == "accuracy" and metrics["top5"] == 100.0 and 0 <= metrics["accuracy"] <= 100
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from clipvil.data.synthetic.corpus import CorpusSpec, make_corpus
+
+    root = tmp_path_factory.mktemp("corpus") / "c"
+    make_corpus(root, CorpusSpec(n_images=100, val_images=20, shard_size=40, size=96), workers=1, progress=False)
+    return root
+
+
+def test_shard_labels_are_the_cls_members_and_train_with_ce(corpus: Path, tmp_path: Path) -> None:
+    import webdataset as wds
+
+    task_cfg = {"model": "clipvil-rn-tiny", "labels": "shards", "root": str(corpus),
+                "splits": {"train": "train/web-{000000..000001}.tar", "val": "val/web-000000.tar"}}
+    task = build_task(_config(tmp_path / "a", task_cfg), torch.device("cpu"))
+    data = task.dataset("val")
+    read = [int(cls) for (cls,) in wds.WebDataset(str(corpus / "val" / "web-000000.tar"), shardshuffle=False)
+            .to_tuple("cls")]
+    assert [int(data[i][1]) for i in range(len(data))] == read  # the .cls members, in tar order
+    assert task.classes[0] == "circle" and len(task.classes) == 12 and not task.multi_label
+    batch = task.collate([data[i] for i in range(8)])
+    task.eval()
+    loss, _ = task(batch)
+    assert loss.item() == pytest.approx(F.cross_entropy(task.model(batch["image"]), batch["target"]).item(), rel=1e-5)
+    result = train(_config(tmp_path / "b", task_cfg, steps=2))
+    assert result.step == 2 and 0.0 <= result.last_eval["val"]["accuracy"] <= 100.0
+
+
+def test_shard_labels_need_the_corpus_manifest_and_cls(corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(corpus / "val", bare / "val")
+    task_cfg = {"model": "clipvil-rn-tiny", "labels": "shards", "root": str(bare),
+                "splits": {"train": "val/web-000000.tar", "val": "val/web-000000.tar"}}
+    with pytest.raises(FileNotFoundError, match="corpus.json: not found"):
+        build_task(_config(tmp_path / "a", task_cfg), torch.device("cpu")).dataset("val")

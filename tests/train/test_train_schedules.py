@@ -109,3 +109,18 @@ def test_constant_by_default() -> None:
     cfg = ScheduleConfig()
     assert {schedule_factor(cfg, s, 7, 100) for s in range(100)} == {1.0}
     assert math.isclose(schedule_factor(ScheduleConfig(milestones=[3]), 3, 7, 100), 0.1)
+
+
+def test_cosine_warms_up_then_follows_half_a_cosine_to_zero() -> None:
+    import math
+
+    from clipvil.train.config import ScheduleConfig
+    from clipvil.train.optim import schedule_factor
+
+    cfg = ScheduleConfig(name="cosine", warmup=10)
+    assert schedule_factor(cfg, 0, 100, 110) == 0.0
+    assert schedule_factor(cfg, 5, 100, 110) == 0.5  # linear warm-up from 0
+    assert schedule_factor(cfg, 10, 100, 110) == 1.0
+    assert schedule_factor(cfg, 60, 100, 110) == pytest.approx(0.5)  # half-way through the decay
+    assert schedule_factor(cfg, 35, 100, 110) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.25)))
+    assert schedule_factor(cfg, 110, 100, 110) == pytest.approx(0.0, abs=1e-12)

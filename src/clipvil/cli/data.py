@@ -85,6 +85,36 @@ def add_make_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_make_data)
 
 
+def _cmd_make_corpus(args: argparse.Namespace) -> int:
+    from clipvil.data.synthetic.corpus import CorpusSpec, make_corpus
+
+    spec = CorpusSpec(n_images=args.images, val_images=args.val_images, seed=args.seed, size=args.size,
+                      shard_size=args.shard_size)
+    manifest = make_corpus(directory_option("--out", args.out), spec, workers=args.workers,
+                           progress=not args.no_progress)
+    print_json({"root": args.out, "splits": manifest["splits"], "classes": len(manifest["classes"]),
+                "caption_styles": manifest["caption_styles"], "seconds": manifest["seconds_last_run"]})
+    return 0
+
+
+def add_make_corpus(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-corpus", help="generate the pre-training corpus (\"the web\"): image-caption pairs "
+                       "as WebDataset shards, distinct from the downstream worlds")
+    p.add_argument("--out", required=True, help="output folder (finished shards are kept: a rerun resumes)")
+    p.add_argument("--images", type=positive_int("--images"), default=102_000,
+                   help="train + val images (default 102000)")
+    p.add_argument("--val-images", type=positive_int("--val-images"), default=2000,
+                   help="images of the val split (default 2000)")
+    p.add_argument("--seed", type=int, default=1000, help="corpus seed (default 1000)")
+    p.add_argument("--size", type=positive_int("--size"), default=160, help="image side in pixels (default 160)")
+    p.add_argument("--shard-size", type=positive_int("--shard-size"), default=1000,
+                   help="samples per shard (default 1000)")
+    p.add_argument("--workers", type=positive_int("--workers"), default=None,
+                   help="generator processes (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_make_corpus)
+
+
 def _cmd_import_views(args: argparse.Namespace) -> int:
     from clipvil.apps.import_views import run_import_views, summary_dict
 

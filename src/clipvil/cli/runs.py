@@ -143,6 +143,28 @@ def add_export_clip(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_export_clip)
 
 
+def _cmd_ship_tower(args: argparse.Namespace) -> int:
+    from clipvil.apps.ship_tower import ship_tower
+
+    result = ship_tower(Path(args.checkpoint), args.name, args.recipe, Path(args.corpus),
+                        directory_option("--out", args.out))
+    rec = result.record
+    print_json({"weights": str(result.weights), "provenance": str(result.provenance), "sha256": rec["sha256"],
+                "steps": rec["steps"], "val": rec["val"]})
+    return 0
+
+
+def add_ship_tower(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ship-tower", help="a clip / classify run on the corpus -> a reference tower (fp16 "
+                       "safetensors + provenance) that loads by short name")
+    p.add_argument("--checkpoint", required=True, help="<run>/checkpoints/last.pt of a clip or classify run")
+    p.add_argument("--name", required=True, help="short name, e.g. clip-vit-tiny")
+    p.add_argument("--recipe", required=True, help="the recipe it was trained with (recorded)")
+    p.add_argument("--corpus", required=True, help="the corpus folder it was trained on (holds corpus.json)")
+    p.add_argument("--out", required=True, help="folder for <name>.safetensors + <name>.json")
+    p.set_defaults(func=_cmd_ship_tower)
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from clipvil import recipes
     from clipvil.apps.study import run_study

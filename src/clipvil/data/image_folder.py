@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from clipvil.data.shards import TarMember
 from clipvil.data.validate import PathLike
 from clipvil.encoders.images import ImageDecodeError, load_image
 
@@ -29,7 +30,7 @@ class LabelledImages:
 
     source: Path  # the folder or file the labels were read from
     classes: tuple[str, ...]
-    images: list[Path]
+    images: list[Path] | list[TarMember]  # files, or samples inside WebDataset shards
     targets: np.ndarray  # [N] int64 | [N, C] float32
 
     def __post_init__(self) -> None:
@@ -90,8 +91,9 @@ class LabelledImageDataset(Dataset):
         return len(self.labelled)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        where = self.labelled.images[index]
         try:
-            image = load_image(self.labelled.images[index])
+            image = where.read_image() if isinstance(where, TarMember) else load_image(where)
         except ImageDecodeError as err:
             raise ImageDecodeError(f"{err} (image {index} of {self.labelled.source})") from None
         return self.transform(image), self.targets[index]  # [3, H, W], [] | [C]

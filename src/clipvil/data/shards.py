@@ -56,6 +56,28 @@ def expand_shards(spec: str | PathLike | Sequence[PathLike]) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class TarMember:
+    """Where an image's bytes lie inside a tar shard."""
+
+    shard: str  # the tar file
+    offset: int  # byte offset of the member's data
+    size: int  # its length in bytes
+    key: str  # the sample key (for messages)
+
+    def read_image(self) -> Image.Image:
+        """The decoded RGB image; ImageDecodeError naming shard and key."""
+        with open(self.shard, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.size)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                return to_rgb(img)
+        except OSError as err:
+            raise ImageDecodeError(f"{self.shard}: sample {self.key!r}: cannot decode the image ({err})") from None
+
+
+@dataclass(frozen=True)
 class ShardPosition:
     """A point in one reading process's stream: `offset` samples of shard `shard` are done."""
 
@@ -260,5 +282,6 @@ __all__ = [
     "ImageTextShards",
     "ShardPosition",
     "ShardProgress",
+    "TarMember",
     "expand_shards",
 ]

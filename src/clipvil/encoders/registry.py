@@ -20,6 +20,7 @@ from torch import nn
 
 from clipvil.encoders.activation import choose_activation
 from clipvil.encoders.clip_towers import ClipResNetTower, ClipTimmTower, ClipViTTower
+from clipvil.encoders.shipped import is_shipped_name, resolve_weights, shipped_tower
 from clipvil.encoders.small_clip import register_model_configs
 from clipvil.encoders.timm_towers import TimmGridTower
 from clipvil.encoders.tower import Tower, WeightsInfo
@@ -100,13 +101,17 @@ def build_encoder(
 ) -> Tower:
     """Builds a grid-feature encoder.
 
-    name: an open_clip model name (RN50, ViT-B-32, ViT-B-32-quickgelu, ...; "ViT-B/32" also accepted) or
-        "imagenet-rn50".
-    weights: a local weight file (OpenAI TorchScript archive, open_clip checkpoint, safetensors, timm file);
-        None = random initialisation (logged as a warning).
+    name: an open_clip model name (RN50, ViT-B-32, ViT-B-32-quickgelu, ...; "ViT-B/32" also accepted),
+        "imagenet-rn50", or a shipped tower's short name (clip-vit-tiny: its architecture with its weights).
+    weights: a local weight file (OpenAI TorchScript archive, open_clip checkpoint, safetensors, timm file) or
+        a shipped tower's short name; None = random initialisation (logged as a warning).
     trainable: False freezes the tower (no grads, always eval mode).
     block: ViT only — which transformer block's tokens (-1 last, -2 penultimate).
     """
+    if is_shipped_name(name):
+        shipped = shipped_tower(name)
+        name, weights = shipped.architecture, shipped.weights if weights is None else weights
+    weights = resolve_weights(weights)
     cname = canonical_name(name)
     family = tower_family(cname)
     loaded = read_weights(weights) if weights is not None else None

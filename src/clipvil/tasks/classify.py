@@ -4,7 +4,9 @@ ResNet-50" row, made in-domain on the synthetic world).
 - Tower: the image tower (`visual`) of an open_clip architecture (`model`, e.g. clipvil-rn-tiny), its pooled
   embedding [B, D] -> Linear(D, C); or a timm model by name (`timm_model`, e.g. resnet50, its own classifier).
 - Labels: multi-label BCE on the synthetic scenes' shapes + colours (`labels: scenes`,
-  `clipvil.data.synthetic.labels`), or single-label CE on ImageNet-style image folders (`labels: folder`).
+  `clipvil.data.synthetic.labels`), or single-label CE on ImageNet-style image folders (`labels: folder`) or on
+  WebDataset shards whose samples carry a `.cls` class index (`labels: shards`; the class names from the
+  corpus's `corpus.json`, as `clipvil make-corpus` writes it: the shape of each image's largest object).
 - Evaluation: multi-label: mean average precision over labels (`mAP`, primary) and per-label accuracy at 0.5;
   single-label: top-1 / top-5 accuracy (`accuracy`, primary).
 - Export (`clipvil export-clip --checkpoint <run>/checkpoints/best.pt --out DIR`): `task.model.visual` is an
@@ -16,6 +18,7 @@ ResNet-50" row, made in-domain on the synthetic world).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,26 @@ from clipvil.data.synthetic.labels import read_scene_labels
 from clipvil.tasks.base import Batch, TaskModule
 from clipvil.tasks.clip_model import clip_transforms, create_clip
 from clipvil.tasks.registry import RunContext, register_task
+from clipvil.tasks.vl_shards import read_shard_pairs
+
+
+def read_shard_labels(root: Path, pattern: str, ctx: RunContext) -> LabelledImages:
+    """The samples of shards `root`/`pattern` with their `.cls` class indices; class names from
+    `root`/corpus.json ("classes"). Errors name the file and the sample."""
+    manifest = root / "corpus.json"
+    try:
+        classes = tuple(json.loads(manifest.read_text())["classes"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{manifest}: not found (labels: shards needs the corpus's class names)") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{manifest}: no class list ({type(err).__name__}: {err})") from None
+    pairs = read_shard_pairs(str(root / pattern), Path(ctx.out_dir), ctx)
+    for member, cls in zip(pairs.paths, pairs.classes):
+        if cls is None or not 0 <= cls < len(classes):
+            raise ValueError(f"{member.shard}: sample {member.key!r}: needs a .cls class index in 0..{len(classes) - 1}"
+                             f", got {cls}")
+    targets = np.asarray(pairs.classes, dtype=np.int64)  # [N]
+    return LabelledImages(root / pattern, classes, pairs.paths, targets)
 
 
 @dataclass
@@ -40,10 +63,12 @@ class ClassifyConfig:
 
     model: str = "clipvil-rn-tiny"  # open_clip architecture whose image tower is trained
     timm_model: str = ""  # instead a timm architecture by name (e.g. resnet50), random init
-    labels: Literal["scenes", "folder"] = "scenes"  # synthetic scenes (multi-label) | image folders (CE)
+    labels: Literal["scenes", "folder", "shards"] = "scenes"  # synthetic scenes (multi-label) | image folders
+    # (CE) | WebDataset shards with .cls members (CE; root holds corpus.json with the class names)
     root: Path = Path("runs/demo/world")  # scenes: the synthetic world; folder: the folder holding the splits
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val"})  # split -> scenes:
-    # the world's split; folder: a sub-folder of root in torchvision ImageFolder layout (<class>/<image>)
+    # the world's split; folder: a sub-folder of root in torchvision ImageFolder layout (<class>/<image>);
+    # shards: a brace pattern of tar shards relative to root ("train/web-{000000..000099}.tar")
     label_kind: str = "attribute"  # scenes: attribute (6 shapes + 8 colours) | shape | color | object
     augment: bool = True  # the tower's training transform (random resized crop); false: the eval transform
 
@@ -110,6 +135,8 @@ class ClassifyTask(TaskModule):
             spec = self.cfg.splits[split]
             if self.cfg.labels == "scenes":
                 self._labels[split] = read_scene_labels(self.cfg.root, spec, self.cfg.label_kind)
+            elif self.cfg.labels == "shards":
+                self._labels[split] = read_shard_labels(Path(self.cfg.root), spec, self.ctx)
             else:
                 self._labels[split] = read_image_folder(Path(self.cfg.root) / spec)
             if self._labels[split].classes != getattr(self, "classes", self._labels[split].classes):

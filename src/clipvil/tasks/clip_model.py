@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from clipvil.encoders import registry as _encoders  # noqa: F401  (registers clipvil-rn-tiny / clipvil-vit-tiny)
+from clipvil.encoders.shipped import resolve_weights
 from clipvil.encoders.weights import WeightsError, check_compatible, read_weights
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def create_clip(name: str, weights: str | Path | None = None, quick_gelu: bool |
     quick_gelu: None = True for OpenAI archives (their towers were trained with QuickGELU), else the
     architecture's own setting. Raises WeightsError when the file does not fit the architecture."""
     _config(name)
+    weights = resolve_weights(weights)
     loaded = read_weights(weights) if weights is not None else None
     quick = quick_gelu if quick_gelu is not None else bool(loaded and loaded.format == "openai-torchscript")
     root = logging.getLogger()

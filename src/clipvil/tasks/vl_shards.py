@@ -13,43 +13,19 @@ object storage, streamed URLs — would need the streaming reader and a step-cap
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from clipvil.common.atomic import atomic_write_json
-from clipvil.data.shards import IMAGE_EXTS, TEXT_EXT, expand_shards
-from clipvil.encoders import ImageDecodeError, to_rgb
+from clipvil.data.shards import IMAGE_EXTS, TEXT_EXT, TarMember, expand_shards
 from clipvil.tasks.registry import RunContext
 
 _KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # webdataset's base_plus_ext: key up to the first dot
-
-
-@dataclass(frozen=True)
-class TarMember:
-    """Where an image's bytes lie inside a tar shard."""
-
-    shard: str  # the tar file
-    offset: int  # byte offset of the member's data
-    size: int  # its length in bytes
-    key: str  # the sample key (for messages)
-
-    def read_image(self) -> Image.Image:
-        """The decoded RGB image; ImageDecodeError naming shard and key."""
-        with open(self.shard, "rb") as f:
-            f.seek(self.offset)
-            data = f.read(self.size)
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                return to_rgb(img)
-        except OSError as err:
-            raise ImageDecodeError(f"{self.shard}: sample {self.key!r}: cannot decode the image ({err})") from None
 
 
 @dataclass(slots=True)
@@ -69,10 +45,11 @@ class ShardPairs:
     sentences: list[ShardSentence]
     paths: list[TarMember]
     sizes: list[tuple[int, int]]  # (width, height) of each image
+    classes: list[int | None] = field(default_factory=list)  # the `.cls` class index of each sample, if any
 
 
 def index_shard(path: Path) -> list[dict]:
-    """[{key, caption, offset, size, width, height}] of one shard (errors name shard and sample)."""
+    """[{key, caption, offset, size, width, height[, cls]}] of one shard (errors name shard and sample)."""
     samples: dict[str, dict] = {}
     try:
         with tarfile.open(path) as tar:
@@ -82,12 +59,14 @@ def index_shard(path: Path) -> list[dict]:
                     continue
                 key, ext = match.group(1), match.group(2).lower()
                 entry = samples.setdefault(key, {"key": key})
-                if ext == TEXT_EXT:
+                if ext == "cls":  # webdataset's class-index convention
+                    entry["cls"] = int(tar.extractfile(member).read().decode("ascii").strip())  # type: ignore[union-attr]
+                elif ext == TEXT_EXT:
                     entry["caption"] = tar.extractfile(member).read().decode("utf-8").strip()  # type: ignore[union-attr]
                 elif ext in IMAGE_EXTS and "offset" not in entry:
                     with Image.open(tar.extractfile(member)) as img:  # type: ignore[arg-type]
                         entry.update(offset=member.offset_data, size=member.size, width=img.width, height=img.height)
-    except (tarfile.TarError, OSError, UnicodeDecodeError) as err:
+    except (tarfile.TarError, OSError, UnicodeDecodeError, ValueError) as err:
         raise ValueError(f"{path}: cannot index the tar shard ({type(err).__name__}: {err})") from None
     for key, entry in samples.items():
         if "offset" not in entry or not entry.get("caption"):
@@ -114,6 +93,7 @@ def read_shard_pairs(spec: str, cache_dir: Path, ctx: RunContext) -> ShardPairs:
             out.sentences.append(ShardSentence(uid, uid, e["caption"]))
             out.paths.append(TarMember(str(shard), int(e["offset"]), int(e["size"]), e["key"]))
             out.sizes.append((int(e["width"]), int(e["height"])))
+            out.classes.append(int(e["cls"]) if "cls" in e else None)
     return out
 
 

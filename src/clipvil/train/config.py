@@ -60,8 +60,9 @@ class OptimConfig:
 class ScheduleConfig:
     """Learning-rate multiplier as a function of the update index (0 for the first update)."""
 
-    name: Literal["step", "linear", "noam"] = "step"  # step: warm-up, then x`decay` at each milestone
-    # (Pythia, MCAN); linear: warm-up, then linear decay to 0 at the last update (BERT/LXMERT);
+    name: Literal["step", "linear", "cosine", "noam"] = "step"  # step: warm-up, then x`decay` at each
+    # milestone (Pythia, MCAN); linear: warm-up, then linear decay to 0 at the last update (BERT/LXMERT);
+    # cosine: warm-up, then half a cosine down to 0 at the last update (open_clip's trainer);
     # noam: d_model^-0.5 * min(n^-0.5, n * warmup^-1.5), n = update index + 1 (Transformer captioning)
     unit: Literal["step", "epoch"] = "step"  # unit of `warmup` and `milestones` (updates or whole epochs)
     warmup: int = 0  # warm-up length in `unit`s (0: no warm-up)

@@ -99,6 +99,10 @@ def schedule_factor(cfg: ScheduleConfig, step: int, steps_per_epoch: int, total_
     if cfg.name == "linear":
         start = cfg.warmup * unit_len
         return max(0.0, (total_steps - step) / max(total_steps - start, 1))
+    if cfg.name == "cosine":
+        start = cfg.warmup * unit_len
+        progress = min(1.0, (step - start) / max(total_steps - start, 1))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
     return cfg.decay ** bisect_right(sorted(cfg.milestones), unit)
 
 

@@ -163,6 +163,11 @@ _UNIT_SHAPES: dict[str, list[tuple[float, float]]] = {
 }
 
 
+def unit_outline(shape: str) -> list[tuple[float, float]]:
+    """The outline of `shape` at radius 1 around the origin (y down), as the world draws it."""
+    return _UNIT_SHAPES[shape]
+
+
 def stream(seed: int, image_id: int, name: str) -> np.random.Generator:
     """The random stream `name` of one image: independent of every other image and stream."""
     code = int.from_bytes(name.encode("ascii")[:8].ljust(8, b"\0"), "little")
