@@ -1,4 +1,4 @@
-"""The embedded demo end to end (slow: pre-training, extraction and two trainings on the CPU)."""
+"""The embedded demo end to end (slow: extraction of three towers and six trainings on the CPU)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,32 @@ from pathlib import Path
 
 import pytest
 
-from clipvil.apps.demo import DemoConfig, run_demo
+from clipvil.apps.demo import DemoConfig, run_demo, tower_weights
+from clipvil.encoders.shipped import shipped_names
+
+
+def test_the_demo_compares_the_shipped_towers_by_default() -> None:
+    names = shipped_names()
+    weights = tower_weights(DemoConfig())
+    assert list(weights) == ["clip", "imagenet", "random"] and weights["random"] is None
+    assert {weights["clip"], weights["imagenet"]} <= set(names)
+    assert "imagenet" not in tower_weights(DemoConfig(weights=Path("ViT-B-32.pt"), encoder="ViT-B-32"))
+    with pytest.raises(ValueError, match="no shipped CLIP of this architecture"):
+        tower_weights(DemoConfig(encoder="ViT-B-32"))
 
 
 @pytest.mark.slow
-def test_demo_beats_the_majority_baseline_and_caches_every_step(tmp_path: Path) -> None:
-    cfg = DemoConfig(out=tmp_path, images=300, overrides=("train.epochs=6",))
+def test_demo_trains_every_tower_and_seed_and_caches_every_step(tmp_path: Path) -> None:
+    cfg = DemoConfig(out=tmp_path, images=200, seeds=(0, 1), overrides=("train.epochs=2",))
     summary = run_demo(cfg)
-    assert summary["accuracy"] > summary["majority_baseline"] + 10  # the CLIP-pretrained tower's grids
-    assert summary["random_tower_accuracy"] is not None and "RANDOM" in summary["random_weights"]
-    assert summary["clip_pretraining"]["pretrained_here"] and Path(summary["weights"]).is_file()
+    assert set(summary["towers"]) == {"clip", "imagenet", "random"}
+    for tower in summary["towers"].values():
+        assert set(tower["seeds"]) == {"0", "1"} and tower["std"] >= 0
+        assert min(tower["seeds"].values()) <= tower["mean"] <= max(tower["seeds"].values())
+    assert set(summary["probes"]["clip"]) == {"shape", "colour", "count", "position"}
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()  # what serve picks up
+    assert (tmp_path / "run-random-s1" / "checkpoints" / "best.pt").is_file()
     saved = json.loads((tmp_path / "demo_result.json").read_text())
-    assert saved["accuracy"] == summary["accuracy"] and set(saved["columns"]) == {"clip", "random", "majority"}
-    exported = Path(summary["weights"]).stat().st_mtime_ns
-    again = run_demo(cfg)  # resumes: no rework (pre-training cached, nothing extracted, training done)
-    assert again["images_extracted"] == 0 and again["accuracy"] == summary["accuracy"]
-    assert Path(again["weights"]).stat().st_mtime_ns == exported
+    assert saved["towers"]["clip"]["mean"] == summary["towers"]["clip"]["mean"]
+    again = run_demo(cfg)  # resumes: nothing extracted again, every training done
+    assert again["images_extracted"] == 0 and again["towers"] == summary["towers"]

@@ -31,6 +31,7 @@ from clipvil.encoders.images import DEFAULT_MAX_PIXELS, ImageDecodeError, load_i
 from clipvil.encoders.preprocess import Preset, get_preset, output_size, prepare
 from clipvil.encoders.protocol import Encoder
 from clipvil.encoders.registry import build_encoder
+from clipvil.encoders.shipped import resolve_weights
 from clipvil.features.store import (
     PROVENANCE_FILE,
     FeatureStore,
@@ -79,7 +80,7 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         """Checks the settings; each ValueError names the field and its command-line option."""
         self.images, self.out = Path(self.images), Path(self.out)
-        self.weights = Path(self.weights) if self.weights is not None else None
+        self.weights = Path(resolve_weights(self.weights)) if self.weights is not None else None  # type: ignore[arg-type]
         checks = [
             (self.batch_size >= 1, "batch_size (--batch-size) must be at least 1", self.batch_size),
             (self.forward_batch >= 0, "forward_batch (--forward-batch) must be 0 (auto) or positive",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clipvil.cli.common import directory_option, positive_int, print_json
+from clipvil.cli.common import directory_option, positive_int, print_json, weights_option
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -14,9 +14,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     opt = (lambda v: Path(v) if v else None)
     checkpoints = resolve_checkpoints(opt(args.vqa_checkpoint), opt(args.caption_checkpoint),
                                       opt(args.grounding_checkpoint), Path(args.demo_dir))
-    weights = [Path(w) for w in args.weights or ()]
+    from clipvil.encoders.shipped import shipped_names
+
+    weights = [weights_option(w) for w in args.weights or ()]
     if not weights and not (args.vqa_checkpoint or args.caption_checkpoint or args.grounding_checkpoint):
-        weights = sorted((Path(args.demo_dir) / "clip" / "export").glob("*.pt"))  # the demo's own CLIP weights
+        weights = [weights_option(n) for n in shipped_names()]  # the demo's towers
     run_server(ServeConfig(checkpoints=checkpoints, weights=tuple(weights),
                            host=args.host, port=args.port, device=args.device, workers=args.workers,
                            queue=args.queue, timeout_s=args.timeout, max_upload_mb=args.max_upload_mb,
@@ -31,8 +33,9 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grounding-checkpoint", default=None, help="grounding checkpoint")
     p.add_argument("--demo-dir", default="runs/demo", help="where `clipvil demo` wrote its runs, used when no "
                    "checkpoint is given (default runs/demo)")
-    p.add_argument("--weights", action="append", default=None, help="encoder weight file the features were "
-                   "made with (repeatable; matched to each checkpoint by sha256); not needed for random weights")
+    p.add_argument("--weights", action="append", default=None, help="encoder weight file (or shipped tower name) "
+                   "the features were made with (repeatable; matched to each checkpoint by sha256); default with no "
+                   "checkpoint: the shipped towers; not needed for random weights")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=positive_int("--port"), default=8000, help="TCP port (default 8000)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
@@ -51,7 +54,8 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from clipvil.apps.explain_cmd import explain, summary
 
-    opt = {k: Path(getattr(args, k)) if getattr(args, k) else None for k in ("image", "images", "checkpoint", "weights")}
+    opt = {k: Path(getattr(args, k)) if getattr(args, k) else None for k in ("image", "images", "checkpoint")}
+    opt["weights"] = weights_option(args.weights)
     print_json(summary(explain(out=Path(args.out), question=args.question, answer=args.answer, encoder=args.encoder,
                                 text=args.text, method=args.method, preset=args.preset, **opt)))
     return 0

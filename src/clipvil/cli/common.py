@@ -29,3 +29,12 @@ def directory_option(option: str, path: str) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"{option} {path}: exists and is not a directory")
     return out
+
+
+def weights_option(value: str | None) -> Path | None:
+    """A --weights value: a shipped tower's short name (clip-vit-tiny, ...) becomes its file; else the path."""
+    if not value:
+        return None
+    from clipvil.encoders.shipped import resolve_weights
+
+    return Path(resolve_weights(value))  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from clipvil.cli.common import directory_option, positive_int, print_json
+from clipvil.cli.common import directory_option, positive_int, print_json, weights_option
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
@@ -15,7 +15,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
     cfg = ExtractConfig(
         encoder=args.encoder, images=Path(args.images), out=directory_option("--out", args.out), preset=args.preset,
-        weights=Path(args.weights) if args.weights else None, batch_size=args.batch_size,
+        weights=weights_option(args.weights), batch_size=args.batch_size,
         forward_batch=args.forward_batch, workers=args.workers,
         dtype=args.dtype, pooled=args.pooled, block=args.block, strict=args.strict, device=args.device,
         progress=not args.no_progress, resize=args.resize, max_pixels=args.max_pixels,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clipvil.cli.common import directory_option, positive_int, print_json
+from clipvil.cli.common import directory_option, positive_int, print_json, weights_option
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.checkpoint is None:  # a zero-shot task (retrieval, zeroshot_vqa) with its own task.weights
         from clipvil.apps.zero_shot import evaluate_weights
 
-        extra = [f"task.weights={Path(args.weights).absolute()}"] if args.weights else []
+        extra = [f"task.weights={weights_option(args.weights).absolute()}"] if args.weights else []  # type: ignore[union-attr]
         print_json(evaluate_weights(load_config(args.config, [*args.overrides, *extra]), splits, args.out))
         return 0
     if args.weights:
@@ -39,7 +39,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from clipvil.apps.predict import predict_vqa
 
-    weights = [Path(w) for w in args.weights] if args.weights else None
+    weights = [weights_option(w) for w in args.weights] if args.weights else None
     if getattr(args, "expression", None) is not None:  # grounding: the box of a referring expression
         return _cmd_predict_box(args, weights)
     if args.question is None:  # a captioning checkpoint takes no question (a VQA one refuses: pass --question)
@@ -108,18 +108,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from clipvil.apps.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=directory_option("--out", args.out), images=args.images, encoder=args.encoder,
-                        weights=Path(args.weights) if args.weights else None, overrides=tuple(args.overrides)))
+                        weights=args.weights, imagenet_weights=args.imagenet_weights,
+                        seeds=tuple(args.seeds), jobs=args.jobs, probe=not args.no_probe,
+                        overrides=tuple(args.overrides)))
     return 0
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="synthetic world → small CLIP pre-trained on its captions → grids → MCAN → VQA accuracy vs a random tower and the majority baseline")
+    p = sub.add_parser("demo", help="synthetic world -> grids of the shipped CLIP, ImageNet-style and random "
+                       "towers -> MCAN (3 seeds each) -> VQA accuracy per question type + linear probes")
     p.add_argument("--out", default="runs/demo", help="folder of everything the demo makes (default runs/demo)")
     p.add_argument("--images", type=positive_int("--images"), default=1000, help="synthetic images (default 1000)")
-    p.add_argument("--encoder", default="clipvil-vit-tiny", help="the tower: pre-trained here as a small CLIP on "
-                   "the world's captions, and with random weights as the baseline (default clipvil-vit-tiny)")
-    p.add_argument("--weights", default=None, help="local CLIP weight file of --encoder: used instead of "
-                   "pre-training one (default: pre-train)")
+    p.add_argument("--encoder", default="clipvil-vit-tiny", help="the architecture of the three towers "
+                   "(default clipvil-vit-tiny; clipvil-rn-tiny also ships its towers)")
+    p.add_argument("--weights", default=None, help="the CLIP row's weights: a local CLIP file of --encoder or a "
+                   "shipped name (default: the shipped CLIP of --encoder)")
+    p.add_argument("--imagenet-weights", default=None, help="the ImageNet-style row's weights (default: the "
+                   "shipped one of --encoder; none when --weights names a foreign CLIP)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    p.add_argument("--jobs", type=positive_int("--jobs"), default=2, help="trainings at a time (default 2)")
+    p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="optional overrides of configs/demo/mcan_synthetic.yaml")
     p.set_defaults(func=_cmd_demo)
