@@ -25,20 +25,46 @@ def _table_after(lines: list[str], start: int) -> dict[str, list[str]]:
     return rows
 
 
+def demo_rows(recorded: dict) -> dict[str, list[str]]:
+    """The README rows of a demo result: overall mean ± std per tower, then per-question-type means, each
+    followed by the majority answer's score."""
+    towers = recorded["towers"]
+    majority = recorded["majority_per_question_type"]
+    rows = {"overall": [f"{t['mean']:.2f} ± {t['std']:.2f}" for t in towers.values()]
+            + [f"{recorded['majority_baseline']:.2f}"]}
+    for q in next(iter(towers.values()))["per_question_type"]:
+        rows[q] = [f"{t['per_question_type'][q]:.2f}" for t in towers.values()] + [f"{majority.get(q, 0.0):.2f}"]
+    return rows
+
+
 def test_the_demo_table_is_the_recorded_demo_result() -> None:
     lines = (REPO / "README.md").read_text().splitlines()
     marked = [(i, MARKER.match(line)) for i, line in enumerate(lines) if MARKER.match(line)]
     assert marked, "README.md has no demo table marker"
     for index, match in marked:
         recorded = json.loads((REPO / match.group(1)).read_text())
-        expected = {"overall": [recorded["accuracy"], recorded["random_tower_accuracy"], recorded["majority_baseline"]],
-                    **recorded["per_question_type"]}
+        expected = demo_rows(recorded)
         table = _table_after(lines, index)
         assert set(table) == set(expected), f"{match.group(1)}: the README table's rows differ"
         for name, values in expected.items():
-            assert table[name] == [f"{v:.2f}" for v in values], f"README row {name!r} is not {match.group(1)}"
+            assert table[name] == values, f"README row {name!r} is not {match.group(1)}"
         text = "\n".join(lines)
         assert f"({recorded['minutes']} min wall" in text  # the stated wall time is the recorded one
+
+
+PROBE_MARKER = re.compile(r"<!-- probe-table: (\S+) -->")
+
+
+def test_the_probe_table_is_the_recorded_demo_result() -> None:
+    lines = (REPO / "README.md").read_text().splitlines()
+    marked = [(i, PROBE_MARKER.match(line)) for i, line in enumerate(lines) if PROBE_MARKER.match(line)]
+    assert marked, "README.md has no probe table marker"
+    for index, match in marked:
+        probes = json.loads((REPO / match.group(1)).read_text())["probes"]
+        table = _table_after(lines, index)
+        assert len(table) == len(probes)
+        for (cell, values), scores in zip(table.items(), probes.values()):
+            assert values == [f"{scores[a]:.2f}" for a in ("shape", "colour", "count", "position")], cell
 
 
 CARDS_MARKER = re.compile(r"<!-- cards-table: (\S+) -->")

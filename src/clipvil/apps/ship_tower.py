@@ -99,6 +99,7 @@ def ship_tower(checkpoint: Path, name: str, recipe: str, corpus: Path, out: Path
     from safetensors.torch import save_file
 
     atomic_write(target, lambda tmp: save_file(half, str(tmp), metadata={"name": task["model"], "kind": kind}))
+    target.chmod(0o644)  # package data: readable by every user of an installation
     train_state = state["train_state"]
     record = {
         "name": name, "architecture": task["model"], "kind": kind, "dtype": "float16", "format": "safetensors",

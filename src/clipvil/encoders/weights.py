@@ -99,9 +99,12 @@ def read_weights(path: str | Path) -> WeightFile:
     saved_name = None
     try:
         if fmt == "safetensors":
+            from safetensors import safe_open
             from safetensors.torch import load_file
 
             state = load_file(str(path), device="cpu")
+            with safe_open(str(path), framework="pt") as handle:  # open_clip / clipvil write the model name
+                saved_name = (handle.metadata() or {}).get("name")
         elif fmt == "openai-torchscript":
             archive = torch.jit.load(str(path), map_location="cpu")
             state = {k: v for k, v in archive.state_dict().items()}
