@@ -104,3 +104,11 @@ def test_ship_tower_cli_refuses_other_runs_in_one_line(tmp_path: Path, capsys: p
     assert main(["ship-tower", "--checkpoint", str(tmp_path / "missing.pt"), "--name", "x", "--recipe", "r",
                  "--corpus", str(runs["corpus"]), "--out", str(tmp_path / "o")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_a_local_file_named_like_a_shipped_tower_wins(shipped_here: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clip-test-tiny").write_bytes(b"mine")
+    assert shipped.resolve_weights("clip-test-tiny") == "clip-test-tiny"  # the user's file, not ours
+    assert shipped.resolve_weights("imagenet-test-tiny") == shipped_here / "imagenet-test-tiny.safetensors"

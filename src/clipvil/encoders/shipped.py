@@ -48,7 +48,8 @@ def is_shipped_name(value: str | Path | None) -> bool:
     if value is None:
         return False
     text = str(value)
-    return "/" not in text and not text.endswith((".pt", ".bin", WEIGHTS_SUFFIX)) and text in shipped_names()
+    return ("/" not in text and not text.endswith((".pt", ".bin", WEIGHTS_SUFFIX)) and not Path(text).exists()
+            and text in shipped_names())
 
 
 def shipped_tower(name: str) -> ShippedTower:
