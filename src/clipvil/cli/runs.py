@@ -109,7 +109,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(DemoConfig(out=directory_option("--out", args.out), images=args.images, encoder=args.encoder,
                         weights=args.weights, imagenet_weights=args.imagenet_weights,
-                        seeds=tuple(args.seeds), jobs=args.jobs, probe=not args.no_probe,
+                        seeds=tuple(args.seeds), jobs=args.jobs, probe=not args.no_probe, seed=args.world_seed,
                         overrides=(*DEMO_OVERRIDES, *args.overrides)))
     return 0
 
@@ -127,6 +127,8 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
                    "shipped one of --encoder; none when --weights names a foreign CLIP)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--jobs", type=positive_int("--jobs"), default=2, help="trainings at a time (default 2)")
+    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world (default 0; another "
+                   "seed checks that a result is not the world's)")
     p.add_argument("--no-probe", action="store_true", help="skip the linear probes")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="overrides of configs/demo/mcan_synthetic.yaml (after the demo's own "
