@@ -34,9 +34,10 @@ class ShipResult:
     record: dict[str, Any]
 
 
-def corpus_token_ids(corpus: Path, pattern: str, context_length: int = 77) -> set[int]:
-    """Every BPE token id the captions of the shards `corpus`/`pattern` use (start/end tokens included)."""
-    tokenizer = open_clip.get_tokenizer("clipvil-vit-tiny")
+def corpus_token_ids(corpus: Path, pattern: str, model: str = "clipvil-vit-tiny", context_length: int = 77) -> set[int]:
+    """Every token id `model`'s tokenizer gives the captions of the shards `corpus`/`pattern` (start/end
+    tokens included)."""
+    tokenizer = open_clip.get_tokenizer(model)
     seen: set[int] = set()
     batch: list[str] = []
     for shard in expand_shards(str(corpus / pattern)):
@@ -77,7 +78,7 @@ def ship_tower(checkpoint: Path, name: str, recipe: str, corpus: Path, out: Path
     task = cfg["task"]
     if task["name"] == "clip":
         kind, weights = "clip", dict(state["model"])  # the open_clip CLIP's own keys
-        used = corpus_token_ids(corpus, task["data"]["splits"]["train"])
+        used = corpus_token_ids(corpus, task["data"]["splits"]["train"], task["model"])
         table = weights["token_embedding.weight"].clone()  # [V, D]
         unused = torch.ones(table.shape[0], dtype=torch.bool)  # [V]
         unused[sorted(used)] = False
