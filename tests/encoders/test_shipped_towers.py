@@ -43,6 +43,22 @@ def test_shipped_file_matches_its_provenance_and_loads_by_name(name: str) -> Non
         assert prov["val"]["accuracy"] > 100 / 12  # above chance of the 12 object classes
 
 
+def test_a_shipped_name_in_a_configs_weights_field_stays_a_name_and_loads(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipvil.train.config import load_config
+
+    monkeypatch.chdir(tmp_path)  # not made absolute against the working directory (./clip-vit-tiny)
+    cfg = load_config(recipes.find("retrieval/synthetic.yaml"), ["task.model=clipvil-vit-tiny",
+                                                                 "task.weights=clip-vit-tiny"])
+    assert cfg.task.weights == Path("clip-vit-tiny")
+    reference = shipped_tower("clip-vit-tiny")
+    model = create_clip("clipvil-vit-tiny", weights=cfg.task.weights)
+    assert torch.equal(model.logit_scale.detach(), load_file(str(reference.weights))["logit_scale"].float())
+    (tmp_path / "clip-vit-tiny").write_bytes(b"")  # a local file of that name wins over the shipped tower
+    local = load_config(recipes.find("retrieval/synthetic.yaml"), ["task.weights=clip-vit-tiny"])
+    assert local.task.weights == tmp_path / "clip-vit-tiny"
+
+
 def test_the_corpus_generator_reproduces_the_shards_the_towers_saw(tmp_path: Path) -> None:
     prov = shipped_tower("clip-vit-tiny").provenance["corpus"]
     spec = CorpusSpec(**{k: v for k, v in prov["spec"].items()})

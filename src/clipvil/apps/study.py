@@ -19,6 +19,8 @@ A study YAML (see configs/study/synthetic_vqa.yaml)::
         encoder: clipvil-rn-tiny                                          # started from another encoder's
         pretrain: {recipe: ../clip/synthetic_rn_tiny.yaml, world: study, init: rn-clip}
       - {name: rn-plugin, plugin: [rn-clip, rn-imagenet]}                 # grids concatenated channel-wise
+    sizes: [500, 1000, 4000]                    # optional: a data-efficiency curve, every cell at each size
+    min_updates: 100                            # ... trained for at least this many updates (more epochs)
 
 The world's kind follows the adapter: "image" worlds (clipvil make-data; grids of <world>/coco) for VQA and
 captioning, "nav" worlds (clipvil make-nav-world over real connectivity graphs; the pooled fp32 embedding of
@@ -29,12 +31,20 @@ marked by the export's files), extraction (skips stored images), then the cells 
 trains under <out>/cells/<encoder>/seed<k>/ (resumes from its last.pt) and is finished when
 <out>/cells/<encoder>/seed<k>.json exists (written atomically after its evaluation). A killed study rerun
 continues with the first unfinished cell. The report (study_report) is rewritten at the end.
+
+With `sizes`, the cells are encoder x size x seed (<out>/cells/<encoder>/n<size>/seed<k>): each trains on a
+subset of the world's training items (the adapter's unit: VQA questions, caption images, navigation paths),
+nested (the first n of one permutation drawn with `subset_seed`, so the small set is inside the large one) and
+written once under <out>/subsets/n<size>; the evaluation splits are the world's, whole. A small subset gets
+more epochs: max(the recipe's, enough for `min_updates` updates at the recipe's batch size). The report then
+draws the curves: the metric against the size, one line per encoder, one panel per tower family.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +55,7 @@ import yaml
 from clipvil.apps.export_clip import export_clip
 from clipvil.apps.extract import ExtractConfig, run_extract
 from clipvil.apps.study_report import write_report
-from clipvil.apps.study_tasks import ADAPTERS, PRETRAIN_DATA, WORLD_KINDS, WorldSpec, nav_world_spec
+from clipvil.apps.study_tasks import ADAPTERS, PRETRAIN_DATA, WORLD_KINDS, Subset, WorldSpec, nav_world_spec
 from clipvil.common.atomic import atomic_write_json
 from clipvil.encoders.registry import tower_family
 from clipvil.train.config import load_config
@@ -93,6 +103,9 @@ class StudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1])  # training seeds per encoder
     encoders: list[EncoderSpec] = field(default_factory=list)  # the rows
     extract_batch: int = 32  # images per store part
+    sizes: list[int] = field(default_factory=list)  # training items per cell: a data-efficiency curve ([]: all)
+    min_updates: int = 0  # with sizes: at least this many updates per cell (small subsets get more epochs)
+    subset_seed: int = 0  # the permutation the nested subsets are cut from
 
 
 def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
@@ -149,6 +162,11 @@ def check_study(cfg: StudyConfig, source: str) -> None:
             raise ValueError(f"{source}: world.connectivity: no such folder {cfg.world.connectivity} (relative to "
                              "the working directory: the Matterport3D connectivity graphs)")
     adapter = ADAPTERS[cfg.adapter]
+    if any(not isinstance(n, int) or n < 1 for n in cfg.sizes) or len(set(cfg.sizes)) != len(cfg.sizes):
+        raise ValueError(f"{source}: sizes must be distinct positive numbers of training {adapter.unit}, "
+                         f"got {cfg.sizes}")
+    if cfg.min_updates < 0:
+        raise ValueError(f"{source}: min_updates must be >= 0, got {cfg.min_updates}")
     if cfg.world.kind != adapter.world_kind:
         raise ValueError(f"{source}: the {cfg.adapter} adapter trains on {adapter.world_kind!r} worlds; set "
                          f"world.kind: {adapter.world_kind}")
@@ -181,6 +199,7 @@ class Study:
         self.adapter = ADAPTERS[cfg.adapter]
         self._weights: dict[str, Path | None] = {}
         self._stores: dict[str, Path] = {}
+        self._subsets: dict[int, Subset] = {}
 
     def world(self, which: str = "study") -> Path:
         spec, root = (self.cfg.world, self.out / "world") if which == "study" else \
@@ -242,20 +261,41 @@ class Study:
         spec = self.specs[name]
         return [self.store(n) for n in spec.plugin] if spec.plugin else [self.store(name)]
 
-    def cell_file(self, name: str, seed: int) -> Path:
-        return self.out / "cells" / name / f"seed{seed}.json"
+    def cell_file(self, name: str, seed: int, size: int | None = None) -> Path:
+        folder = self.out / "cells" / name
+        return (folder if size is None else folder / f"n{size}") / f"seed{seed}.json"
 
-    def run_cell(self, name: str, seed: int) -> dict[str, Any]:
-        """Trains and evaluates one (encoder, seed) cell, or reads its finished record."""
-        done = self.cell_file(name, seed)
+    def subset(self, size: int) -> Subset:
+        """The study world with only `size` training items (written once; the same for every cell)."""
+        if size not in self._subsets:
+            root = self.out / "subsets" / f"n{size}"
+            self._subsets[size] = self.adapter.subset(self.world(), size, self.cfg.subset_seed, root)
+        return self._subsets[size]
+
+    def _epochs(self, run_cfg: Any, examples: int) -> list[str]:
+        """The override giving a subset at least `min_updates` updates (none when the recipe's epochs do)."""
+        if not self.cfg.min_updates:
+            return []
+        per_epoch = max(examples // run_cfg.train.batch_size, 1)  # the global batch; a short last batch dropped
+        epochs = max(run_cfg.train.epochs, math.ceil(self.cfg.min_updates / per_epoch))
+        return [f"train.epochs={epochs}"] if epochs != run_cfg.train.epochs else []
+
+    def run_cell(self, name: str, seed: int, size: int | None = None) -> dict[str, Any]:
+        """Trains and evaluates one (encoder, seed[, size]) cell, or reads its finished record."""
+        done = self.cell_file(name, seed, size)
         if done.is_file():
             return json.loads(done.read_text())
         features, t0 = self.features(name), time.perf_counter()
         run_dir = done.with_suffix("")
-        overrides = [*self.adapter.overrides(self.world(), features), f"out_dir={run_dir}", f"train.seed={seed}",
+        subset = self.subset(size) if size is not None else None
+        world = subset.root if subset is not None else self.world()
+        overrides = [*self.adapter.overrides(world, features), f"out_dir={run_dir}", f"train.seed={seed}",
                      "train.progress=false", *self.cfg.overrides]
+        if subset is not None:
+            overrides += self._epochs(load_config(self.base / self.cfg.recipe, overrides), subset.examples)
         run_cfg = load_config(self.base / self.cfg.recipe, overrides)
-        print(f"[study] cell {name} seed {seed} -> {run_dir}", flush=True)
+        at = "" if size is None else f" on {size} {self.adapter.unit}, {run_cfg.train.epochs} epochs"
+        print(f"[study] cell {name} seed {seed}{at} -> {run_dir}", flush=True)
         result = train(run_cfg)
         checkpoint = result.best_checkpoint or result.last_checkpoint
         if self.adapter.splits:
@@ -267,7 +307,8 @@ class Study:
         else:
             split = run_cfg.train.best_split or run_cfg.train.eval_splits[0]
             metrics = evaluate(run_cfg, checkpoint, split)
-        record = {"encoder": name, "seed": seed, "family": self.family(name), "split": split,
+        record = {"encoder": name, "seed": seed, **({} if size is None else {"size": size}),
+                  "family": self.family(name), "split": split,
                   "metrics": self.adapter.report(metrics), "train_seconds": round(time.perf_counter() - t0, 2),
                   "weights": [str(self.weights(n)) if self.weights(n) else "random" for n in
                               (self.specs[name].plugin or [name])]}
@@ -281,17 +322,31 @@ class Study:
         parts = spec.plugin or [name]
         return "+".join(sorted({tower_family(self.specs[p].encoder) for p in parts}))
 
-    def run(self) -> dict[str, Any]:
-        """Every cell in config order, then the report; returns the report's data."""
-        records = [self.run_cell(e.name, seed) for e in self.cfg.encoders for seed in self.cfg.seeds]
-        return write_report(records, self.out, [e.name for e in self.cfg.encoders], self.cfg.adapter,
-                            self.adapter.metric)
+    def run(self, only: list[str] | None = None) -> dict[str, Any]:
+        """Every cell in config order (sizes, then encoders, then seeds; with `only`, those encoders' cells),
+        then the report over every finished cell; returns the report's data."""
+        names = [e.name for e in self.cfg.encoders]
+        unknown = sorted(set(only or []) - set(names))
+        if unknown:
+            raise ValueError(f"--only: no encoder named {', '.join(map(repr, unknown))} in the study; "
+                             f"its encoders: {', '.join(names)}")
+        sizes: list[int | None] = list(self.cfg.sizes) or [None]
+        for size in self.cfg.sizes:  # every subset first: a size the world cannot give fails before any work
+            self.subset(size)
+        cells = [(name, seed, size) for size in sizes for name in names for seed in self.cfg.seeds]
+        for name, seed, size in cells:
+            if only is None or name in only:
+                self.run_cell(name, seed, size)
+        records = [json.loads(f.read_text()) for f in (self.cell_file(*c) for c in cells) if f.is_file()]
+        return write_report(records, self.out, names, self.cfg.adapter, self.adapter.metric,
+                            unit=self.adapter.unit)
 
 
-def run_study(path: str | Path) -> dict[str, Any]:
-    """`clipvil study CONFIG`: loads and runs the study; returns the report data (also in <out>/study.json)."""
+def run_study(path: str | Path, only: list[str] | None = None) -> dict[str, Any]:
+    """`clipvil study CONFIG`: loads and runs the study (with `only`: those encoders' cells); returns the report
+    data (also in <out>/study.json)."""
     cfg, base = load_study(path)
-    return Study(cfg, base).run()
+    return Study(cfg, base).run(only)
 
 
 __all__ = ["EncoderSpec", "PretrainSpec", "Study", "StudyConfig", "load_study", "run_study"]

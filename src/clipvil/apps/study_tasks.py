@@ -4,11 +4,15 @@ evaluated and what is reported). A task joins `clipvil study` with an adapter in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+from clipvil.common.atomic import atomic_write_json
 from clipvil.data.synthetic import make_data
 from clipvil.data.synthetic.nav_world import NavWorldSpec, make_nav_world
 
@@ -73,10 +77,65 @@ class StudyAdapter(Protocol):
     plugins: bool  # whether the task reads several stores (a plugin's grids, concatenated channel-wise)
     metric: str  # the name of the overall metric (report headers)
 
+    unit: str  # what a data-efficiency size counts (training questions, images, paths)
+
     def overrides(self, world: Path, features: list[Path]) -> list[str]: ...
 
     def report(self, metrics: dict[str, Any]) -> dict[str, float]: ...  # {"overall": x, "<group>": y, ...}
     # metrics: the one split's metrics when `splits` is (), else {"<split>/<metric>": value} over `splits`
+
+    def subset(self, world: Path, n: int, seed: int, out: Path) -> Subset: ...
+    # the world with only n training items (see Subset); a ValueError when the world has fewer
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A world with fewer training items: `root` is read like the world itself (only the training files differ;
+    everything else links to the full world), `examples` is what the task iterates per epoch (a question, an
+    image, an instruction), for the epochs of a minimum number of updates."""
+
+    root: Path
+    items: int  # training items kept (the size of the curve's x axis)
+    examples: int  # training examples per epoch
+
+
+def nested_choice(total: int, n: int, seed: int, what: str) -> list[int]:
+    """Indices of n of `total` items, sorted: the first n of one seeded permutation, so that the subsets of a
+    curve are nested (the 500 questions are among the 2000). A ValueError when n is out of range."""
+    if not 0 < n <= total:
+        raise ValueError(f"size {n}: the world has {total} training {what}; give sizes from 1 to {total}")
+    return sorted(int(i) for i in np.random.default_rng(seed).permutation(total)[:n])
+
+
+def shadow_world(world: Path, out: Path, replaced: dict[str, Any]) -> None:
+    """Makes `out` read like `world`: every entry a symlink to the world's, except the files of `replaced`
+    (relative path -> JSON data), written anew (their folders made real, with their other entries linked)."""
+    out.mkdir(parents=True, exist_ok=True)
+    real = {Path(r).parts[:i] for r in replaced for i in range(1, len(Path(r).parts))}
+
+    def mirror(src: Path, dst: Path, prefix: tuple[str, ...]) -> None:
+        for entry in sorted(src.iterdir()):
+            rel = (*prefix, entry.name)
+            target = dst / entry.name
+            if rel in real:
+                target.mkdir(exist_ok=True)
+                mirror(entry, target, rel)
+            elif "/".join(rel) not in replaced and not target.is_symlink() and not target.exists():
+                try:
+                    target.symlink_to(entry.resolve())
+                except FileExistsError:  # another process of the study (--only) linked it first
+                    pass
+
+    mirror(world, out, ())
+    for rel, data in replaced.items():
+        atomic_write_json(out / rel, data)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the training file for a data-efficiency subset ({err})") from None
 
 
 class VqaAdapter:
@@ -92,6 +151,21 @@ class VqaAdapter:
         out.update({k[len("qtype/"):]: float(v) for k, v in sorted(metrics.items()) if k.startswith("qtype/")})
         return out
 
+    unit = "questions"
+    QUESTIONS = "vqa/v2_OpenEnded_mscoco_train2014_questions.json"
+    ANNOTATIONS = "vqa/v2_mscoco_train2014_annotations.json"
+
+    def subset(self, world: Path, n: int, seed: int, out: Path) -> Subset:
+        questions, annotations = _read_json(world / self.QUESTIONS), _read_json(world / self.ANNOTATIONS)
+        keep = [questions["questions"][i] for i in
+                nested_choice(len(questions["questions"]), n, seed, "questions")]
+        ids = {q["question_id"] for q in keep}
+        shadow_world(world, out, {
+            self.QUESTIONS: {**questions, "questions": keep},
+            self.ANNOTATIONS: {**annotations, "annotations": [a for a in annotations["annotations"]
+                                                              if a["question_id"] in ids]}})
+        return Subset(out, n, n)
+
 
 class CaptionAdapter:
     """Captioning (caption task): the world's Karpathy file, grids from the stores; CIDEr + BLEU-4, ROUGE-L."""
@@ -106,6 +180,17 @@ class CaptionAdapter:
     def report(self, metrics: dict[str, Any]) -> dict[str, float]:
         return {"overall": float(metrics["CIDEr"]),
                 **{k: float(metrics[k]) for k in ("Bleu_4", "ROUGE_L", "METEOR") if k in metrics}}
+
+    unit = "images"
+    KARPATHY = "captions/dataset_coco.json"
+
+    def subset(self, world: Path, n: int, seed: int, out: Path) -> Subset:
+        data = _read_json(world / self.KARPATHY)
+        train = [i for i, im in enumerate(data["images"]) if im["split"] in ("train", "restval")]
+        drop = set(train) - {train[i] for i in nested_choice(len(train), n, seed, "images")}
+        images = [im for i, im in enumerate(data["images"]) if i not in drop]
+        shadow_world(world, out, {self.KARPATHY: {**data, "images": images}})
+        return Subset(out, n, n)
 
 
 class VlnAdapter:
@@ -124,6 +209,15 @@ class VlnAdapter:
         return {"overall": float(metrics["val_unseen/sr"]), "SPL val_unseen": float(metrics["val_unseen/spl"]),
                 "SR val_seen": float(metrics["val_seen/sr"]), "SPL val_seen": float(metrics["val_seen/spl"])}
 
+    unit = "paths"
+    TRAIN = "R2R_train.json"
+
+    def subset(self, world: Path, n: int, seed: int, out: Path) -> Subset:
+        paths = _read_json(world / self.TRAIN)
+        keep = [paths[i] for i in nested_choice(len(paths), n, seed, "paths")]
+        shadow_world(world, out, {self.TRAIN: keep})
+        return Subset(out, n, sum(len(p["instructions"]) for p in keep))  # the follower iterates instructions
+
 
 ADAPTERS: dict[str, StudyAdapter] = {"vqa": VqaAdapter(), "caption": CaptionAdapter(), "vln": VlnAdapter()}
 
@@ -133,5 +227,5 @@ PRETRAIN_DATA = {  # pre-training task -> its data overrides for a synthetic wor
 }
 
 
-__all__ = ["ADAPTERS", "PRETRAIN_DATA", "WORLD_KINDS", "CaptionAdapter", "StudyAdapter", "VlnAdapter", "VqaAdapter",
-           "WorldKind", "WorldSpec", "nav_world_spec"]
+__all__ = ["ADAPTERS", "PRETRAIN_DATA", "WORLD_KINDS", "CaptionAdapter", "StudyAdapter", "Subset", "VlnAdapter",
+           "VqaAdapter", "WorldKind", "WorldSpec", "nav_world_spec", "nested_choice", "shadow_world"]

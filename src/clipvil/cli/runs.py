@@ -180,7 +180,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from clipvil import recipes
     from clipvil.apps.study import run_study
 
-    report = run_study(recipes.resolve(args.config))
+    only = [n for n in args.only.split(",") if n] if args.only else None
+    report = run_study(recipes.resolve(args.config), only=only)
     print(Path(report["files"]["markdown"]).read_text())
     print_json(report["files"])
     return 0
@@ -189,6 +190,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="one task recipe over many encoders x seeds (resumable): table + plot")
     p.add_argument("config", help="study YAML, or a packaged study name (e.g. study/navworld_vln)")
+    p.add_argument("--only", default=None, metavar="NAMES",
+                   help="run only these encoders' cells (comma-separated row names); the report covers every "
+                        "finished cell (two processes may take different rows of one study)")
     p.set_defaults(func=_cmd_study)
 
 

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import yaml
 
+from clipvil.encoders.shipped import is_shipped_name
+
 
 class ConfigError(ValueError):
     """A config file or override that does not match the config dataclasses."""
@@ -174,6 +176,8 @@ def _convert_scalar(tp: Any, value: Any, key: tuple[str, ...], sources: Sources)
     if tp is Path:
         if not isinstance(value, str | Path) or not str(value):
             fail(sources, key, f"expected a path, got {value!r}")
+        if is_shipped_name(value):  # a shipped tower's short name (clip-vit-tiny) stays a name, not ./clip-vit-tiny
+            return Path(value)
         return Path(value).expanduser().absolute()
     raise TypeError(f"{_dotted(key)}: config fields of type {tp!r} are not supported")
 
