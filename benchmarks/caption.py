@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/caption.py --out benchmarks/results/caption.json [--device cuda]
 
 The paper preset (6+6 layers, d 512) with random weights decodes a batch of random 14x14x2048 grids (CLIP
-RN50 at 448x448) with greedy and beam-3 search through `clipvil.models.decoding`, two ways in one process:
+RN50 at 448x448) with greedy and beam-3 search through `clipvil.nn.decoding`, two ways in one process:
 - incremental: the captioner itself as an `IncrementalDecoder` (keys/values cached per decoder layer, the
   memory's keys/values projected once per image and shared by its beams);
 - recompute: what self-critical.pytorch's TransformerModel.core does, re-running the decoder over the whole
@@ -17,7 +17,7 @@ with the machine's load.
 
     .venv/bin/python benchmarks/caption.py --part scst [--out benchmarks/results/caption_scst.json]
 
-The SCST step of `clipvil.tasks.caption` split into its parts, timed side by side in one run (median of the
+The SCST step of `clipvil.families.caption.task` split into its parts, timed side by side in one run (median of the
 timed steps): the greedy baseline (eval mode, no grad), sampling `--samples` captions per image with the
 autograd graph, the CIDEr-D reward of samples + greedy captions (numpy, CPU; df of a random 2000-image
 corpus, 5 random references per image), and the backward of the SCST loss. Same model and grids as above,
@@ -40,9 +40,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `clipvil
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import best_seconds, write_json
-from clipvil.models.captioner import CaptionerConfig, CaptionMemory, TransformerCaptioner
-from clipvil.models.decoding import DecodeOutput, beam_search, greedy_decode, sample_decode
-from clipvil.tasks.caption_reward import CaptionReward, scst_baseline, scst_loss, sentences
+from clipvil.families.caption.model import CaptionerConfig, CaptionMemory, TransformerCaptioner
+from clipvil.families.caption.reward import CaptionReward, scst_baseline, scst_loss, sentences
+from clipvil.nn.decoding import DecodeOutput, beam_search, greedy_decode, sample_decode
 from clipvil.types import GridFeatures
 
 HW = (14, 14)  # 448x448 input at stride 32

@@ -37,7 +37,7 @@ def measure(model_name: str, size: int | None, batch: int, device: str, repeats:
     import open_clip
     from open_clip.loss import ClipLoss
 
-    from clipvil.tasks.clip_model import create_clip
+    from clipvil.families.clip.model import create_clip
 
     torch.manual_seed(0)
     model = create_clip(model_name).to(device)

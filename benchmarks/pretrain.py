@@ -48,8 +48,8 @@ VARIANTS: tuple[tuple[str, bool, bool, bool], ...] = (
 def _build(args: argparse.Namespace, trainable: bool, ckpt: bool) -> tuple[Any, list[torch.optim.Optimizer]]:
     from clipvil.data.tokenizers import default_bert_dir
     from clipvil.encoders import build_encoder
-    from clipvil.models.vl_transformer import VLConfig, build_vl_model
-    from clipvil.tasks.vl_build import freeze_unused
+    from clipvil.families.vl.build import freeze_unused
+    from clipvil.families.vl.transformer import VLConfig, build_vl_model
 
     visual = build_encoder(args.encoder, None, trainable=trainable)
     if trainable:

@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `clipvil
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import best_seconds, count_flops, matmul_peak_gflops, write_json
-from clipvil.models import MCAN, MCANConfig, Pythia, PythiaConfig
+from clipvil.families.vqa import MCAN, MCANConfig, Pythia, PythiaConfig
 from clipvil.types import GridFeatures
 
 MODELS = ("mcan_small", "pythia")

@@ -26,9 +26,9 @@ from clipvil.data.nav import load_nav_graphs, read_r2r
 from clipvil.data.nav_env import NavEnv
 from clipvil.data.nav_text import EnvDropTokenizer, build_envdrop_vocab
 from clipvil.data.synthetic.nav_world import make_nav_world
-from clipvil.models.registry import build_model
-from clipvil.tasks.vln_data import pad_tokens
-from clipvil.tasks.vln_rollout import envdrop_loss, rollout
+from clipvil.engine.models import build_model
+from clipvil.families.vln.data import pad_tokens
+from clipvil.families.vln.rollout import envdrop_loss, rollout
 
 CONNECTIVITY = Path(__file__).resolve().parents[2] / "shared/data/clip-vil/connectivity"
 

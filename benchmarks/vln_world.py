@@ -1,5 +1,5 @@
 """Navigation on the embedded world: the follower runs' SR / SPL on val_seen and val_unseen beside the
-"walk forward" baseline (clipvil.tasks.vln_eval.forward_baseline with K = the median number of moves of the
+"walk forward" baseline (clipvil.families.vln.eval.forward_baseline with K = the median number of moves of the
 training paths), as JSON.
 
     .venv/bin/python benchmarks/vln_world.py --world runs/navworld --runs runs/vln/navworld_follower \\
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import write_json
 from clipvil.data.nav import load_nav_graphs, read_r2r, shortest_distances
 from clipvil.data.nav_env import NavEnv
-from clipvil.tasks.vln_eval import forward_baseline, navigation_metrics
+from clipvil.families.vln.eval import forward_baseline, navigation_metrics
 
 KEYS = ("sr", "spl", "ne", "tl", "osr")
 

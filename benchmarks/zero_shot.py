@@ -23,7 +23,7 @@ from clipvil.apps.demo import majority_baseline
 from clipvil.apps.zero_shot import evaluate_weights
 from clipvil.data.synthetic import make_data
 from clipvil.encoders.shipped import shipped_names
-from clipvil.train.config import load_config
+from clipvil.engine.config import load_config
 
 TOWERS = {"clipvil-vit-tiny": "clip-vit-tiny", "clipvil-rn-tiny": "clip-rn-tiny"}  # architecture -> shipped CLIP
 

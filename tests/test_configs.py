@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from clipvil.tasks.registry import registered_tasks
-from clipvil.train import load_config
+from clipvil.engine import load_config
+from clipvil.engine.registry import registered_tasks
 
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
                  if not p.name.startswith("_") and p.parent.name != "study")  # study files are not run configs

@@ -11,8 +11,8 @@ import pytest
 from clipvil.apps.extract import ExtractConfig, list_images, provenance
 from clipvil.data.synthetic import make_data
 from clipvil.encoders import build_encoder
+from clipvil.engine import load_config, train
 from clipvil.features.store import GridBatch, open_for_writing, write_part
-from clipvil.train import load_config, train
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -36,7 +36,7 @@ def tiny_world(root: Path) -> tuple[Path, Path]:
 
 
 def _train(config: str, run: Path, overrides: list[str]) -> Path:
-    from clipvil.train import load_config, train
+    from clipvil.engine import load_config, train
 
     train(load_config(REPO / "tests/configs" / config, [f"out_dir={run}", "train.eval_at_end=false", *overrides]))
     return run / "checkpoints/last.pt"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clipvil.apps.card import make_card, to_markdown
-from clipvil.tasks.clip_model import create_clip
+from clipvil.families.clip.model import create_clip
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_EMBED = 128  # embed_dim of clipvil-rn-tiny / clipvil-vit-tiny (encoders/model_configs)

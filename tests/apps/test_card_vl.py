@@ -14,7 +14,7 @@ from clipvil.apps import card_vl
 from clipvil.apps.card_measure import step_flops_and_activations
 from clipvil.apps.card_parts import CardOptions, CardParts, describer
 from clipvil.encoders import build_encoder
-from clipvil.train.config import RunConfig, load_config
+from clipvil.engine.config import RunConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path("/work/shared/data")

@@ -15,7 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from clipvil.apps import card_vln
 from clipvil.apps.card_measure import measure_step, step_flops_and_activations
 from clipvil.apps.card_parts import CardOptions, CardParts, describer
-from clipvil.train.config import RunConfig, load_config
+from clipvil.engine.config import RunConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path("/work/shared/data")

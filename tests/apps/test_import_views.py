@@ -19,8 +19,8 @@ from clipvil.data.view_tsv import write_view_tsv
 from clipvil.encoders.images import load_image
 from clipvil.encoders.preprocess import get_preset, prepare
 from clipvil.encoders.registry import build_encoder
+from clipvil.families.vln.features import ViewFeatures
 from clipvil.features.store import FeatureStore, ProvenanceMismatch
-from clipvil.tasks.vln_features import ViewFeatures
 
 SCAN, VIEWPOINT = "17DRP5sb8fy", "10c252c90fa24ef3b698c6f54d984c5c"
 

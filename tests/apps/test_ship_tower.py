@@ -16,8 +16,8 @@ from clipvil.cli import main
 from clipvil.data.synthetic.corpus import CorpusSpec, make_corpus
 from clipvil.encoders import build_encoder, shipped
 from clipvil.encoders.weights import WeightsError, sha256_file
-from clipvil.tasks.clip_model import create_clip
-from clipvil.train import config_from_dict, train
+from clipvil.engine import config_from_dict, train
+from clipvil.families.clip.model import create_clip
 
 FAST = {"progress": False, "tensorboard": False, "log_every": 1, "checkpoint_every": 1}
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from clipvil.apps.study import load_study, run_study
+from clipvil.engine.checkpoint import load_checkpoint
 from clipvil.features.store import FeatureStore
-from clipvil.train.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CELL = ["train.max_steps=4", "train.batch_size=16", "train.tensorboard=false", "train.checkpoint_every=1", "train.log_every=1",
@@ -99,7 +99,7 @@ def test_bad_study_configs_name_the_entry(tmp_path: Path) -> None:
 
 def test_the_caption_adapter_points_the_recipe_at_the_world_and_reports_cider(tmp_path: Path) -> None:
     from clipvil.apps.study_tasks import ADAPTERS
-    from clipvil.train import load_config
+    from clipvil.engine import load_config
 
     adapter = ADAPTERS["caption"]
     recipe = Path(__file__).resolve().parents[2] / "configs/caption/transformer_synthetic.yaml"
@@ -178,7 +178,7 @@ def test_navigation_study_configs_are_checked_before_any_work(tmp_path: Path) ->
 
 def test_the_vln_adapter_points_the_recipe_at_the_navigation_world(tmp_path: Path) -> None:
     from clipvil.apps.study_tasks import ADAPTERS
-    from clipvil.train import load_config
+    from clipvil.engine import load_config
 
     adapter = ADAPTERS["vln"]
     cfg = load_config(REPO / "configs/vln/navworld_follower.yaml", adapter.overrides(tmp_path / "w", [tmp_path / "s"]))
@@ -193,7 +193,7 @@ def test_the_vln_adapter_points_the_recipe_at_the_navigation_world(tmp_path: Pat
 @pytest.mark.parametrize("path", sorted((REPO / "configs/study").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_study_loads_and_its_recipes_take_the_adapters_overrides(path: Path, tmp_path: Path) -> None:
     from clipvil.apps.study_tasks import ADAPTERS
-    from clipvil.train import load_config
+    from clipvil.engine import load_config
 
     cfg, base = load_study(path)
     overrides = ADAPTERS[cfg.adapter].overrides(tmp_path / "world", [tmp_path / "features"])

@@ -11,7 +11,7 @@ import pytest
 
 from clipvil.data.lxmert import load_lxmert_answer_table, read_lxmert
 from clipvil.data.tokenizers import BertTextTokenizer, default_bert_dir
-from clipvil.data.vl_pretrain import (
+from clipvil.families.vl.pretrain_data import (
     IGNORE_INDEX,
     MaskingSpec,
     itm_pairs,

@@ -16,7 +16,7 @@ from clipvil.data.synthetic.corpus import CorpusSpec, _write_shard, make_corpus
 from clipvil.encoders import build_encoder
 from clipvil.encoders.shipped import shipped_names, shipped_tower
 from clipvil.encoders.weights import sha256_file
-from clipvil.tasks.clip_model import create_clip
+from clipvil.families.clip.model import create_clip
 
 EXPECTED = {"clip-vit-tiny", "imagenet-vit-tiny"}
 
@@ -45,7 +45,7 @@ def test_shipped_file_matches_its_provenance_and_loads_by_name(name: str) -> Non
 
 def test_a_shipped_name_in_a_configs_weights_field_stays_a_name_and_loads(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from clipvil.train.config import load_config
+    from clipvil.engine.config import load_config
 
     monkeypatch.chdir(tmp_path)  # not made absolute against the working directory (./clip-vit-tiny)
     cfg = load_config(recipes.find("retrieval/synthetic.yaml"), ["task.model=clipvil-vit-tiny",
@@ -79,8 +79,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_the_recipe_reproduces_the_recorded_first_losses(name: str, corpus: Path, tmp_path: Path) -> None:
-    from clipvil.train.config import load_config
-    from clipvil.train.loop import train
+    from clipvil.engine.config import load_config
+    from clipvil.engine.loop import train
 
     prov = shipped_tower(name).provenance
     first = prov["first_losses"][0]

@@ -38,9 +38,9 @@ from clipvil.apps import card_caption, card_clip, card_grounding, card_vl, card_
 from clipvil.apps.card_measure import StepCost, measure_step
 from clipvil.apps.card_paper import no_number_reason, paper_number
 from clipvil.apps.card_parts import CardOptions, CardParts, CardPhase, Gpu, describer
-from clipvil.train.config import RunConfig, load_config
-from clipvil.train.optim import build_optimizer, partition_parameters
-from clipvil.train.phases import plan_phases
+from clipvil.engine.config import RunConfig, load_config
+from clipvil.engine.optim import build_optimizer, partition_parameters
+from clipvil.engine.phases import plan_phases
 
 
 @dataclass

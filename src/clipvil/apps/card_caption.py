@@ -29,10 +29,10 @@ from clipvil.apps.card_sizes import (
 )
 from clipvil.data.captions import read_karpathy
 from clipvil.data.tokenizers import CaptionVocab
-from clipvil.models.decoding import greedy_decode, sample_decode
-from clipvil.models.registry import build_model
-from clipvil.tasks.caption_reward import scst_loss, xe_loss
-from clipvil.train.config import RunConfig
+from clipvil.engine.config import RunConfig
+from clipvil.engine.models import build_model
+from clipvil.families.caption.reward import scst_loss, xe_loss
+from clipvil.nn.decoding import greedy_decode, sample_decode
 from clipvil.types import GridFeatures
 
 # self-critical.pytorch's scripts/prepro_labels.py on Karpathy's COCO (words seen more than 5 times) gives the

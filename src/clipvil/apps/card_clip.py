@@ -37,8 +37,8 @@ from clipvil.apps.card_sizes import (
 )
 from clipvil.apps.card_vqa import VQA_SIZES, VQA_SIZES_SOURCE, answer_count
 from clipvil.data.prompts import uses_question
-from clipvil.tasks.clip_model import create_clip, freeze
-from clipvil.train.config import RunConfig
+from clipvil.engine.config import RunConfig
+from clipvil.families.clip.model import create_clip, freeze
 
 SCENE_LABELS = {"attribute": 14, "shape": 6, "color": 8}  # the synthetic scenes' label kinds (6 shapes, 8 colours)
 
@@ -125,7 +125,7 @@ def describe_classify(cfg: RunConfig, opts: CardOptions) -> CardParts:
         size = timm.data.resolve_data_config({}, model=model)["input_size"]
         hw, name = (int(size[1]), int(size[2])), f"timm {t.timm_model}"
     else:
-        from clipvil.tasks.classify import Classifier
+        from clipvil.families.clip.classify import Classifier
 
         clip = create_clip(t.model)
         model, hw, name = Classifier(clip.visual, int(clip.visual.output_dim), classes), _image_size(clip), t.model

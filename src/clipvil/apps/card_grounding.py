@@ -24,10 +24,10 @@ from clipvil.apps.card_parts import (
     register_card,
 )
 from clipvil.apps.card_sizes import REFER_EXPRESSIONS, REFER_SOURCE
-from clipvil.models.grounding import box_cell
-from clipvil.models.registry import build_model
-from clipvil.tasks.grounding_loss import GroundingLossWeights, grounding_loss
-from clipvil.train.config import RunConfig
+from clipvil.engine.config import RunConfig
+from clipvil.engine.models import build_model
+from clipvil.families.grounding.loss import GroundingLossWeights, grounding_loss
+from clipvil.families.grounding.model import box_cell
 from clipvil.types import GridFeatures
 
 

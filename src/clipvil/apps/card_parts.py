@@ -20,7 +20,7 @@ from torch import nn
 
 from clipvil.apps.card_measure import LossFn
 from clipvil.encoders import build_encoder, get_preset, tower_family
-from clipvil.train.config import RunConfig
+from clipvil.engine.config import RunConfig
 
 # Dense (no 2:4 sparsity) tensor-core peaks in FLOP/s, bf16 where the chip has it, from NVIDIA's datasheets:
 # A100 SXM 312 TFLOPS bf16 (A100 datasheet: "BFLOAT16 Tensor Core 312 | 624 TF*", * = with sparsity);

@@ -1,7 +1,7 @@
 """`clipvil card` for the CLIP-ViL_p recipes (tasks "vl_pretrain", configs/pretrain/, and "vl_finetune",
 configs/finetune/): the CLIP tower trained end to end from images, so it is counted with the transformer.
 
-The model is the task's (`clipvil.tasks.vl_build.build_vl` without its weight loading): the recipe's CLIP tower
+The model is the task's (`clipvil.families.vl.build.build_vl` without its weight loading): the recipe's CLIP tower
 (`task.encoder`, trainable; the parameters its grid never reaches — a ResNet's attention pool — frozen, as the
 task does) + the single-stream BERT over [text ; grid tokens] + the heads. BERT's sizes come from
 `task.bert_dir`/config.json when it is here, otherwise from bert-base-uncased's configuration (transformers'
@@ -43,13 +43,13 @@ from clipvil.apps.card_parts import (
 from clipvil.data.lxmert import load_lxmert_answer_table
 from clipvil.data.tokenizers import default_bert_dir
 from clipvil.encoders import build_encoder, tower_family
-from clipvil.models.vl_pair import VLPairModel
-from clipvil.models.vl_transformer import VLModel, bert_config_from
-from clipvil.tasks.losses import vqa_bce
-from clipvil.tasks.vl_build import freeze_unused, vl_config
-from clipvil.tasks.vl_finetune_data import fixed_labels
-from clipvil.train.config import OptimConfig, RunConfig
-from clipvil.train.optim import MAIN, partition_parameters
+from clipvil.engine.config import OptimConfig, RunConfig
+from clipvil.engine.optim import MAIN, partition_parameters
+from clipvil.families.vl.build import freeze_unused, vl_config
+from clipvil.families.vl.finetune_data import fixed_labels
+from clipvil.families.vl.pair import VLPairModel
+from clipvil.families.vl.transformer import VLModel, bert_config_from
+from clipvil.nn.losses import vqa_bce
 
 # LXMERT's pre-training corpus (Tan & Bansal, EMNLP 2019, Table 1 / section 3.3): its training files
 LXMERT_TRAIN_FILES = frozenset({"mscoco_train.json", "mscoco_nominival.json", "vgnococo.json"})

@@ -6,7 +6,7 @@ views`), so only the agent is counted; the visual tower is not. D comes from the
 `task.feature_encoder` names a tower (its pooled embedding width, what the view stores keep) and otherwise from
 `RELEASED_VIEWS` (the released view-feature TSVs). The model is built from the recipe (meta device, then
 materialised); each phase's loss runs the real model's modules over random tensors at an episode's shapes,
-as `clipvil.tasks.vln` / `vln_rollout` do per step:
+as `clipvil.families.vln.task` / `vln_rollout` do per step:
 
 - follower (feedback "sample"): the instruction encoder over the instruction's ids, a teacher-forced rollout
   (IL, x ml_weight) and a sampled rollout (A2C: critic on every step's state, the bootstrap value, entropy);
@@ -50,10 +50,10 @@ from clipvil.apps.card_parts import (
 from clipvil.data.nav_env import N_VIEWS
 from clipvil.data.nav_text import EnvDropTokenizer
 from clipvil.encoders import build_encoder
-from clipvil.models.envdrop import Follower, Speaker, SpeakerConfig, SpeakerContext, apply_env_drop
-from clipvil.models.registry import build_model
-from clipvil.tasks.vln_rollout import RolloutConfig, RolloutTape, a2c_loss, choose_action
-from clipvil.train.config import RunConfig
+from clipvil.engine.config import RunConfig
+from clipvil.engine.models import build_model
+from clipvil.families.vln.envdrop import Follower, Speaker, SpeakerConfig, SpeakerContext, apply_env_drop
+from clipvil.families.vln.rollout import RolloutConfig, RolloutTape, a2c_loss, choose_action
 
 # released view-feature TSVs (the stems `clipvil import-views` records as the encoder) -> (CLIP tower whose pooled
 # embedding the file holds, or None; width when no tower says it)
@@ -186,7 +186,7 @@ def _instruction(batch: int, length: int, vocab: int, device: torch.device) -> t
 
 def _observation(follower: Follower, batch: int, shape: EpisodeShape, env_drop: torch.Tensor | None
                  ) -> tuple[torch.Tensor, ...]:
-    """Random inputs of one decision at the env's shapes (clipvil.tasks.vln_rollout._inputs)."""
+    """Random inputs of one decision at the env's shapes (clipvil.families.vln.rollout._inputs)."""
     width, dev = follower.feature_dim + follower.cfg.angle_dim, _device(follower)
     action = torch.randn(batch, follower.cfg.angle_dim, device=dev)  # [B, A] angle feature of the heading
     panorama = torch.randn(batch, N_VIEWS, width, device=dev)  # [B, 36, F]
@@ -267,7 +267,7 @@ def speaker_loss(speaker: Speaker, batch: int, shape: EpisodeShape, vocab: int, 
 def speak(speaker: Speaker, batch: int, shape: EpisodeShape, feature_dim: int, env_drop: torch.Tensor,
           bos: int = 3) -> torch.Tensor:
     """The frozen speaker's greedy instructions [B, tokens] (BOS first) for random paths, forward only: the
-    init_state / step chain of clipvil.models.decoding.greedy_decode, run to shape.tokens - 1 words."""
+    init_state / step chain of clipvil.nn.decoding.greedy_decode, run to shape.tokens - 1 words."""
     context = _path_context(speaker, feature_dim, batch, shape.path_steps, env_drop)
     with torch.no_grad():
         state = speaker.init_state(context, 1)

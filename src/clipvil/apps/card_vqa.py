@@ -23,9 +23,9 @@ from clipvil.apps.card_parts import (
     materialise,
     register_card,
 )
-from clipvil.models.registry import build_model
-from clipvil.tasks.vqa_losses import get_loss
-from clipvil.train.config import RunConfig
+from clipvil.engine.config import RunConfig
+from clipvil.engine.models import build_model
+from clipvil.families.vqa.losses import get_loss
 from clipvil.types import GridFeatures
 
 # VQA v2 (Goyal et al., CVPR 2017; visualqa.org/download.html): data_subtype -> (questions, images)

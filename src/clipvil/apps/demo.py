@@ -99,9 +99,9 @@ def _train_job(job: tuple[Path, tuple[str, ...], int]) -> dict[str, Any]:
     """One VQA training + evaluation on the val split, in a worker process with one thread."""
     import torch
 
-    from clipvil.train.config import load_config
-    from clipvil.train.evaluate import evaluate
-    from clipvil.train.loop import train
+    from clipvil.engine.config import load_config
+    from clipvil.engine.evaluate import evaluate
+    from clipvil.engine.loop import train
 
     config, overrides, threads = job
     torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ patch tokens entering the grid's block. CLIP pair: the score is the cosine of th
 the text embedding of the same CLIP's text tower (open_clip's model of the encoder's name, the text weights
 from the same file; without a file both towers are random and the title says so).
 
-The map spans the part of the image the grid covers (`clipvil.tasks.grounding_frame`): the whole image for
+The map spans the part of the image the grid covers (`clipvil.families.grounding.frame`): the whole image for
 resized and padded inputs, the central square for center-cropped ones, which is then what is drawn.
 """
 
@@ -46,7 +46,7 @@ from clipvil.encoders import build_encoder, get_preset, load_image, prepare
 from clipvil.encoders.registry import RANDOM_INIT_SEED, canonical_name, tower_family
 from clipvil.encoders.tower import Tower
 from clipvil.encoders.weights import WeightsError, read_weights
-from clipvil.tasks.grounding_frame import grid_frame
+from clipvil.families.grounding.frame import grid_frame
 from clipvil.types import GridFeatures
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import torch
 
 from clipvil.common.atomic import atomic_write
 from clipvil.encoders.small_clip import export_open_clip_checkpoint
-from clipvil.tasks.clip_model import create_clip
-from clipvil.train.checkpoint import load_checkpoint, load_model_state
+from clipvil.engine.checkpoint import load_checkpoint, load_model_state
+from clipvil.families.clip.model import create_clip
 
 TIMM_EXPORTS = {"resnet50": "imagenet-rn50"}  # timm architecture -> the encoder name that loads it
 

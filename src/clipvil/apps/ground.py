@@ -4,7 +4,7 @@
 
 The checkpoint alone is enough: the image is encoded with the encoder and preset its training grids were
 made with (`clipvil.apps.predict.encode_image`), and the box comes back to the image's pixels through the
-store's preset (`clipvil.tasks.grounding_frame`).
+store's preset (`clipvil.families.grounding.frame`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from clipvil.apps.predict import check_weights, encode_image, load_predictor
 from clipvil.encoders import load_image
-from clipvil.tasks.grounding_predict import GroundingResult
+from clipvil.families.grounding.predict import GroundingResult
 
 
 def draw_box(image: Image.Image, box_xywh: Sequence[float], label: str, out: Path,

@@ -3,7 +3,7 @@
 The TSV (R2R-EnvDrop / CLIP-ViL-VLN format, read by clipvil.data.view_tsv) holds one row per viewpoint with
 its 36 view features [36, D]. The store gets one item per viewpoint: id "<scan>/<viewpoint>", a grid of 36
 cells with hw (3, 12) (elevation level x heading, so cell = view index), mask all True, no pooled vector,
-float32 exactly as in the file. The VLN task reads it through clipvil.tasks.vln_features (layout
+float32 exactly as in the file. The VLN task reads it through clipvil.families.vln.features (layout
 "viewpoint" in the provenance).
 
 The provenance names the source file (name, absolute path, size, sha256), the encoder label (default: the
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from clipvil.data.view_tsv import N_VIEWS, ViewRecord, iter_view_tsv
+from clipvil.families.vln.features import VIEW_HW, VIEWPOINT_LAYOUT
 from clipvil.features.store import (
     FeatureStore,
     GridBatch,
@@ -32,7 +33,6 @@ from clipvil.features.store import (
     remove_if_empty,
     write_part,
 )
-from clipvil.tasks.vln_features import VIEW_HW, VIEWPOINT_LAYOUT
 
 
 @dataclass(frozen=True)

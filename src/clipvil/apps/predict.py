@@ -21,13 +21,13 @@ from clipvil.common.distributed import pick_device
 from clipvil.encoders import build_encoder, get_preset, load_image, prepare
 from clipvil.encoders.preprocess import Prepared, Preset
 from clipvil.encoders.weights import WeightsError, sha256_file
-from clipvil.tasks.caption_predict import CaptionResult
-from clipvil.tasks.grid_source import concat_grids
-from clipvil.tasks.registry import get_task
-from clipvil.tasks.vqa_predict import VqaAnswer
-from clipvil.train import checkpoint as ckpt
-from clipvil.train.config import config_from_dict
-from clipvil.train.config_io import ConfigError
+from clipvil.engine import checkpoint as ckpt
+from clipvil.engine.config import config_from_dict
+from clipvil.engine.config_io import ConfigError
+from clipvil.engine.grid_source import concat_grids
+from clipvil.engine.registry import get_task
+from clipvil.families.caption.predict import CaptionResult
+from clipvil.families.vqa.predict import VqaAnswer
 from clipvil.types import GridFeatures
 
 

@@ -27,8 +27,8 @@ import torch
 from clipvil.data.synthetic import layout
 from clipvil.data.synthetic.scene import COLORS, SHAPES
 from clipvil.data.synthetic.spec import COCO_SPLIT
+from clipvil.families.clip.classify import average_precision
 from clipvil.features.store import FeatureStore
-from clipvil.tasks.classify import average_precision
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "colour", "count", "position")
 MULTI_LABEL = ("shape", "colour", "position")

@@ -45,14 +45,14 @@ from clipvil.apps.predict import (
     grid_of,
     load_predictor,
 )
+from clipvil.data.question_vocab import question_tokens
 from clipvil.encoders import build_encoder
 from clipvil.encoders.images import ImageDecodeError, ImageTooLargeError, to_rgb
 from clipvil.encoders.preprocess import Preset
 from clipvil.encoders.weights import sha256_file
-from clipvil.tasks.caption_predict import CaptionResult
-from clipvil.tasks.grounding_predict import GroundingResult
-from clipvil.tasks.vqa_data import question_tokens
-from clipvil.tasks.vqa_predict import VqaAnswer
+from clipvil.families.caption.predict import CaptionResult
+from clipvil.families.grounding.predict import GroundingResult
+from clipvil.families.vqa.predict import VqaAnswer
 from clipvil.types import GridFeatures
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")  # what an upload may be (no EPS/PDF/... decoders)

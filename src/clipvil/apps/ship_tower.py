@@ -24,7 +24,7 @@ import clipvil
 from clipvil.common.atomic import atomic_write, atomic_write_json
 from clipvil.data.shards import expand_shards
 from clipvil.encoders.weights import sha256_file
-from clipvil.train.checkpoint import load_checkpoint
+from clipvil.engine.checkpoint import load_checkpoint
 
 
 @dataclass(frozen=True)

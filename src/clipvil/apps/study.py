@@ -58,10 +58,10 @@ from clipvil.apps.study_report import write_report
 from clipvil.apps.study_tasks import ADAPTERS, PRETRAIN_DATA, WORLD_KINDS, Subset, WorldSpec, nav_world_spec
 from clipvil.common.atomic import atomic_write_json
 from clipvil.encoders.registry import tower_family
-from clipvil.train.config import load_config
-from clipvil.train.config_io import build_dataclass
-from clipvil.train.evaluate import evaluate
-from clipvil.train.loop import train
+from clipvil.engine.config import load_config
+from clipvil.engine.config_io import build_dataclass
+from clipvil.engine.evaluate import evaluate
+from clipvil.engine.loop import train
 
 log = logging.getLogger(__name__)
 

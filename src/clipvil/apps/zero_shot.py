@@ -16,9 +16,9 @@ from typing import Any
 
 from clipvil.common.atomic import atomic_write_json
 from clipvil.common.distributed import pick_device
-from clipvil.train.builders import build_task
-from clipvil.train.config import RunConfig, validate
-from clipvil.train.evaluate import run_evaluation
+from clipvil.engine.builders import build_task
+from clipvil.engine.config import RunConfig, validate
+from clipvil.engine.evaluate import run_evaluation
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from clipvil.cli.common import directory_option, positive_int, print_json, weigh
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from clipvil.train import load_config, train
+    from clipvil.engine import load_config, train
 
     cfg = load_config(args.config, args.overrides)
     directory_option("out_dir", cfg.out_dir)
@@ -21,7 +21,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from clipvil.train import evaluate, load_config
+    from clipvil.engine import evaluate, load_config
 
     splits = args.split if args.split is None or len(args.split) > 1 else args.split[0]
     if args.checkpoint is None:  # a zero-shot task (retrieval, zeroshot_vqa) with its own task.weights

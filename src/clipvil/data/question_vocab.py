@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
+import torch
+
 _STRIP = re.compile(r"[.,'!?\"()*#:;]")
 PAD, UNK = "<pad>", "<unk>"
 
@@ -66,3 +68,11 @@ class QuestionVocab:
     def load(cls, path: str | Path) -> QuestionVocab:
         data = json.loads(Path(path).read_text())
         return cls(tuple(data["words"]), int(data["max_tokens"]))
+
+
+def question_tokens(token_lists: list[list[int]]) -> torch.Tensor:
+    """Token id lists → a [B, T] batch padded with 0 at the end."""
+    tokens = torch.zeros(len(token_lists), max(len(t) for t in token_lists), dtype=torch.long)  # [B, T]
+    for i, ids in enumerate(token_lists):
+        tokens[i, : len(ids)] = torch.tensor(ids)
+    return tokens

@@ -120,12 +120,6 @@ def read_weights(path: str | Path) -> WeightFile:
     return WeightFile(state, fmt, saved_name, _sibling_config(path))
 
 
-def read_state_dict(path: str | Path) -> tuple[StateDict, str]:
-    """Loads a weight file into a CPU state dict; returns it with the detected format."""
-    loaded = read_weights(path)
-    return loaded.state, loaded.format
-
-
 def select_prefix(state: StateDict, prefix: str) -> StateDict:
     """The entries under `prefix` (e.g. 'visual.'), with the prefix removed."""
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
