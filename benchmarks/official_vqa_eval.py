@@ -1,7 +1,8 @@
 """A straightforward Python 3 port of the official VQA accuracy loop (GT-Vision-Lab/VQA, vqaEval.py).
 
 Written from the official code's logic, step for step, with its own normalisation steps (only the official
-word tables are imported from clipvil), so that it is an independent reference: the benchmark times clipvil.metrics.vqa against it
+word tables are imported from clipvil), so that it is an independent reference: the benchmark times
+clipvil.metrics.vqa against it
 and tests/metrics/test_vqa.py checks that both give the same numbers. Kept deliberately unoptimised.
 
 Inputs follow the official structures: `gts[qid] = {"answers": [{"answer": str, "answer_id": int}, ...],

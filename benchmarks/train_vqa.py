@@ -209,7 +209,8 @@ def _store_rows(args: argparse.Namespace) -> dict[str, Any]:
         eager = read_rate(FeatureStore(root).preload(), ids, 20, args.batch)
         out["grid_store"] = {"images": args.store_images, "grid": f"{HW[0]}x{HW[1]}x{args.grid_dim} fp16",
                              "batch": args.batch, "read_samples_per_s_on_disk": round(lazy, 1),
-                             "read_samples_per_s_preloaded": round(eager, 1), "preloaded_over_lazy": round(eager / lazy, 2)}
+                             "read_samples_per_s_preloaded": round(eager, 1),
+                             "preloaded_over_lazy": round(eager / lazy, 2)}
         index_root = Path(tmp) / "index"
         make_store(index_root, args.index_images, 16)
         with_index = best_seconds(lambda: FeatureStore(index_root), repeats=3)
@@ -256,7 +257,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="benchmarks/results/train_vqa.json")
     parser.add_argument("--store-images", type=int, default=128, help="real-size grids in the lazy-read store")
-    parser.add_argument("--index-images", type=int, default=100_000, help="entries of the store opened with/without index")
+    parser.add_argument("--index-images", type=int, default=100_000,
+                        help="entries of the store opened with/without index")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=None, help="default: 64 on CUDA, 8 on CPU")
     parser.add_argument("--grid-dim", type=int, default=2048)

@@ -12,6 +12,7 @@ from clipvil.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests/configs/vqa_tiny.yaml"
+PREDICT = ["predict", "--checkpoint", "c.pt", "--image", "i.jpg", "--question", "q"]
 
 
 def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -48,8 +49,8 @@ def test_a_file_where_a_directory_is_expected_is_named(tmp_path: Path, capsys: p
 
 @pytest.mark.parametrize(("argv", "needle"), [
     (["extract", "--encoder", "RN50", "--images", ".", "--out", "x", "--batch-size", "0"], "--batch-size must be >= 1"),
-    (["predict", "--checkpoint", "c.pt", "--image", "i.jpg", "--question", "q", "--top-k", "0"], "--top-k must be >= 1"),
-    (["predict", "--checkpoint", "c.pt", "--image", "i.jpg", "--question", "q", "--top-k", "-3"], "--top-k must be >= 1"),
+    ([*PREDICT, "--top-k", "0"], "--top-k must be >= 1"),
+    ([*PREDICT, "--top-k", "-3"], "--top-k must be >= 1"),
 ])
 def test_bad_numbers_name_the_option(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
@@ -65,5 +66,6 @@ def test_task_mistakes_are_one_line(vqa_world: Path, tmp_path: Path, capsys: pyt
     assert "task.feature_key" in err and "bar" in err
     err = _error(capsys, [*base, f"out_dir={tmp_path / 'c'}", "task.model=nope"])
     assert "unknown model 'nope'" in err and "mcan" in err
-    err = _error(capsys, ["predict", "--checkpoint", str(tmp_path / "none.pt"), "--image", str(TINY), "--question", "q"])
+    err = _error(capsys, ["predict", "--checkpoint", str(tmp_path / "none.pt"), "--image", str(TINY),
+                          "--question", "q"])
     assert "none.pt" in err

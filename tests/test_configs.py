@@ -23,7 +23,8 @@ def test_recipe_loads(path: Path) -> None:
 def test_paper_vqa_recipes(encoder: str) -> None:
     root = Path(__file__).resolve().parents[1] / "configs/vqa"
     pythia = load_config(root / f"pythia_{encoder}.yaml")
-    assert (pythia.optim.name, pythia.optim.lr, pythia.train.batch_size, pythia.train.max_steps) == ("adamax", 0.01, 512, 22000)
+    got = (pythia.optim.name, pythia.optim.lr, pythia.train.batch_size, pythia.train.max_steps)
+    assert got == ("adamax", 0.01, 512, 22000)
     assert (pythia.schedule.warmup, pythia.schedule.warmup_factor, pythia.schedule.decay) == (1000, 0.2, 0.1)
     mcan = load_config(root / f"mcan_{encoder}.yaml")
     assert (mcan.optim.name, mcan.optim.lr, mcan.train.batch_size, mcan.train.epochs) == ("adamw", 1e-4, 64, 13)
@@ -125,10 +126,12 @@ def test_clip_vil_p_recipes_carry_the_reference_settings(encoder: str) -> None:
     """CLIP-ViL-Pretrain's readme: stage 1 MLM+ITM 9 epochs, stage 2 +QA 11 epochs, AdamW + SGD trunk (3e-3),
     batch 32 x 8 GPUs x 2 accumulation (30 for RN50x4), 100 sampled tokens, text <= 20, stage 2 from stage 1."""
     root = Path(__file__).resolve().parents[1] / "configs"
-    one, two = load_config(root / f"pretrain/stage1_{encoder}.yaml"), load_config(root / f"pretrain/stage2_{encoder}.yaml")
+    one = load_config(root / f"pretrain/stage1_{encoder}.yaml")
+    two = load_config(root / f"pretrain/stage2_{encoder}.yaml")
     lr1, lr2, batch = {"rn50": (1e-4, 5e-5, 512), "rn50x4": (5e-5, 2.75e-5, 480)}[encoder]
     for cfg, lr, epochs, objectives in ((one, lr1, 9, ["mlm", "itm"]), (two, lr2, 11, ["mlm", "itm", "qa"])):
-        assert (cfg.task_name, cfg.task.objectives, cfg.optim.name, cfg.optim.lr) == ("vl_pretrain", objectives, "adamw", lr)
+        got = (cfg.task_name, cfg.task.objectives, cfg.optim.name, cfg.optim.lr)
+        assert got == ("vl_pretrain", objectives, "adamw", lr)
         assert (cfg.train.batch_size, cfg.train.grad_accum, cfg.train.epochs) == (batch, 2, epochs)
         trunk = cfg.extra_optimizers["trunk"]
         assert (trunk.modules, trunk.optim.name, trunk.optim.lr) == (["visual"], "sgd", 3e-3)

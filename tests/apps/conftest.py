@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def explain_heads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny synthetic world, a tiny captioner and a tiny VQA head trained on random grids 'made' by each of two small CLIP
-    towers (ResNet: 3x3 x 1024 at 96 px; ViT: 8x8 x 128 at 128 px, the native preset): the checkpoints."""
+    """A tiny synthetic world, a tiny captioner and a tiny VQA head trained on random grids 'made' by each of two
+    small CLIP towers (ResNet: 3x3 x 1024 at 96 px; ViT: 8x8 x 128 at 128 px, the native preset): the checkpoints."""
     logging.getLogger("clipvil").setLevel(logging.ERROR)
     root = tmp_path_factory.mktemp("explain")
     make_data(root / "world", 30, seed=2, progress=False, workers=1)
@@ -41,7 +41,8 @@ def explain_heads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[name] = run / "checkpoints/last.pt"
     run = root / "run-caption"  # a tiny captioner (2 epochs of XE) over the ResNet store
     train(load_config(REPO / "tests/configs/caption_tiny.yaml", [
-        f"task.karpathy_file={root / 'world/captions/dataset_coco.json'}", f"task.features={root / 'store-clipvil-rn-tiny'}",
+        f"task.karpathy_file={root / 'world/captions/dataset_coco.json'}",
+        f"task.features={root / 'store-clipvil-rn-tiny'}",
         f"out_dir={run}", "train.epochs=2"]))
     out["caption"] = run / "checkpoints/last.pt"
     return out

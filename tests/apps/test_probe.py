@@ -17,7 +17,7 @@ from clipvil.encoders import build_encoder
 from clipvil.features.store import GridBatch, open_for_writing, write_part
 
 
-def _store(world: Path, root: Path, grid_of) -> Path:  # noqa: ANN001 — image path -> [N, C]
+def _store(world: Path, root: Path, grid_of) -> Path:  # grid_of: image path -> [N, C]
     images = world / "coco"
     open_for_writing(root, provenance(ExtractConfig("RN50", images, root, preset="views"), build_encoder("RN50")))
     entries = list_images(images)

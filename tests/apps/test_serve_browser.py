@@ -63,7 +63,8 @@ def drive_page(url: str, image: Path, question: str, screenshot: Path, profile: 
             docs.on("request", lambda r: None if r.url.startswith((url, "data:")) else outside.append(r.url))
             docs.goto(url + "/docs")
             docs.wait_for_selector(".opblock-summary-path", timeout=30_000)
-            return {"docs_paths": docs.locator(".opblock-summary-path").all_inner_texts(),"answers": page.locator("#answers li strong").all_inner_texts(),
+            return {"docs_paths": docs.locator(".opblock-summary-path").all_inner_texts(),
+                    "answers": page.locator("#answers li strong").all_inner_texts(),
                     "heatmap_width": page.eval_on_selector("#heatmap", "h => h.naturalWidth"),
                     "heatmap_answer": page.eval_on_selector("#heatmap", "h => h.dataset.answer"),
                     "vqa_time": page.inner_text("#vqa-time"), "explain_time": page.inner_text("#explain-time"),

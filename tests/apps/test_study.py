@@ -19,7 +19,8 @@ from clipvil.engine.checkpoint import load_checkpoint
 from clipvil.features.store import FeatureStore
 
 REPO = Path(__file__).resolve().parents[2]
-CELL = ["train.max_steps=4", "train.batch_size=16", "train.tensorboard=false", "train.checkpoint_every=1", "train.log_every=1",
+CELL = ["train.max_steps=4", "train.batch_size=16", "train.tensorboard=false", "train.checkpoint_every=1",
+        "train.log_every=1",
         "task.model_overrides.hidden=32", "task.model_overrides.ff=64", "task.model_overrides.flat_mlp=32",
         "task.model_overrides.flat_out=64", "task.model_overrides.layers=1"]
 PRETRAIN = ["train.max_steps=2", "train.batch_size=8", "train.eval_splits=[]", "train.tensorboard=false"]

@@ -82,7 +82,8 @@ def test_bert_missing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_bert_loads_with_the_hub_offline(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    code = "from clipvil.data import BertTextTokenizer; print(BertTextTokenizer(max_length=4)(['red']).input_ids.tolist())"
+    code = ("from clipvil.data import BertTextTokenizer; "
+            "print(BertTextTokenizer(max_length=4)(['red']).input_ids.tolist())")
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
     )

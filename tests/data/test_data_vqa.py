@@ -172,7 +172,8 @@ ERRORS = [
         [Q1],
         [_annotation(262148000, 262148, TEN), _annotation(262148000, 262148, TEN)],
         None,
-        "a.json: question 262148000: duplicate annotation for question id 262148000 (at annotations[1]; first at annotations[0])",
+        ("a.json: question 262148000: duplicate annotation for question id 262148000 "
+         "(at annotations[1]; first at annotations[0])"),
     ),
     (
         [Q1],

@@ -125,7 +125,8 @@ def entry(shared_data: Path) -> dict:
 
 def test_r2r_errors_name_file_and_entry(tmp_path: Path, entry: dict, conn: Path) -> None:
     missing = {k: v for k, v in entry.items() if k != "heading"}
-    with pytest.raises(ValueError, match=rf"R2R_bad.json: entry 1 \(path_id {entry['path_id']}\): missing field 'heading'"):
+    message = rf"R2R_bad.json: entry 1 \(path_id {entry['path_id']}\): missing field 'heading'"
+    with pytest.raises(ValueError, match=message):
         read_r2r(_write_r2r(tmp_path, [entry, missing]))
     empty = {**entry, "instructions": ["ok", "   "]}
     with pytest.raises(ValueError, match=r"entry 0 .*instruction 1: empty instruction"):

@@ -74,7 +74,8 @@ def test_timm_weight_file(tmp_path: Path, suffix: str) -> None:
 def test_wrong_clip_architecture_is_named(tmp_path: Path) -> None:
     path = tmp_path / "rn101.pt"
     open_clip_checkpoint(path, "RN101", ddp=False)
-    with pytest.raises(WeightsError, match=r"rn101\.pt: these weights are not a RN50 checkpoint .*unexpected keys: layer3.10"):
+    message = r"rn101\.pt: these weights are not a RN50 checkpoint .*unexpected keys: layer3.10"
+    with pytest.raises(WeightsError, match=message):
         build_encoder("RN50", weights=path)
 
 

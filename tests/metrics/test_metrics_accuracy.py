@@ -17,7 +17,8 @@ from clipvil.metrics.accuracy import (
 
 def test_gqa_real_questions(shared_data: Path) -> None:
     root = shared_data / "allennlp-models" / "gqa" / "question_dir"
-    questions = {**json.loads((root / "questions0.json").read_text()), **json.loads((root / "questions1.json").read_text())}
+    questions = {**json.loads((root / "questions0.json").read_text()),
+                 **json.loads((root / "questions1.json").read_text())}
     answers, types = gqa_answers_from_questions(questions)
     assert answers == {"202218649": "picture"} and types == {"202218649": "query"}  # 20240871 is not balanced
     all_answers, all_types = gqa_answers_from_questions(questions, balanced_only=False)

@@ -33,7 +33,8 @@ def test_scores_without_meteor_and_their_wiring(shared_data: Path, caplog: pytes
     preds, refs = _held_out(captions)
     with caplog.at_level(logging.WARNING, logger="clipvil.metrics.caption"):
         scores = caption_scores(preds, refs, meteor=False)
-    assert set(scores) == {*BLEU_KEYS, "ROUGE_L", "CIDEr"} | ({"SPICE"} if spice_unavailable_reason() is None else set())
+    spice = {"SPICE"} if spice_unavailable_reason() is None else set()
+    assert set(scores) == {*BLEU_KEYS, "ROUGE_L", "CIDEr"} | spice
     if spice_unavailable_reason() is not None:
         assert "SPICE skipped" in caplog.text  # never downloaded, never fatal
     # CIDEr is computed on PTB tokens: our CIDEr-D on the same tokens gives the same number.

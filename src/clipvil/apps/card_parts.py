@@ -166,6 +166,7 @@ def embedding_params(model: nn.Module, vocab: int) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding) and m.num_embeddings == vocab)
 
 
-__all__ = ["FP16_ONLY", "KNOWN_GPUS", "CardOptions", "CardParts", "CardPhase", "Describer", "Gpu", "card_tasks", "describer",
+__all__ = ["FP16_ONLY", "KNOWN_GPUS", "CardOptions", "CardParts", "CardPhase", "Describer", "Gpu", "card_tasks",
+           "describer",
            "embedding_params", "grid_shape", "known_gpu", "materialise", "no_random_weights_warning",
            "register_card"]

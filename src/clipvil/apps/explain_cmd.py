@@ -5,7 +5,8 @@
     clipvil explain --encoder RN50 --weights RN50.pt --image img.jpg --text "a red circle" --out map.png
 
 VQA checkpoint (captioning checkpoints alike: the score is then the log-probability of the model's own
-caption, or of ``--text``): the image is encoded as the head's training grids were (encoder, weights, preset and block from
+caption, or of ``--text``): the image is encoded as the head's training grids were (encoder, weights, preset and
+block from
 the checkpoint's feature provenance), the score is the logit of the top answer (or of ``--answer``), and the
 gradient runs from the head *through the tower* (the tower is re-run on the image with gradients on; the
 cached grids the head was trained on are not used). The map is Grad-CAM (`clipvil.apps.explain`): for CLIP

@@ -62,7 +62,8 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; 
 class ServeConfig:
     """What `clipvil serve` serves and its limits."""
 
-    checkpoints: Checkpoints = field(default_factory=Checkpoints)  # the parts' checkpoint files (see resolve_checkpoints)
+    # the parts' checkpoint files (see resolve_checkpoints)
+    checkpoints: Checkpoints = field(default_factory=Checkpoints)
     weights: tuple[Path, ...] = ()  # encoder weight files, matched to each checkpoint's provenance by sha256
     host: str = "127.0.0.1"  # bind address; anything but loopback is reachable by others
     port: int = 8000  # TCP port

@@ -118,7 +118,7 @@ def load_study(path: str | Path) -> tuple[StudyConfig, Path]:
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a valid YAML study config ({err})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a study config holds a mapping, got {type(data).__name__}")  # noqa: TRY004
+        raise ValueError(f"{path}: a study config holds a mapping, got {type(data).__name__}")
     cfg = build_dataclass(StudyConfig, data, str(path))
     check_study(cfg, str(path))
     check_recipes(cfg, path.resolve().parent, str(path))

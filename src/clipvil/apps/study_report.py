@@ -144,7 +144,8 @@ def write_report(records: Sequence[dict[str, Any]], out: Path, order: Sequence[s
     overall metric in the table header and the plot's axis; `unit` what a data size counts."""
     rows = summarise(records, order)
     data = {"task": task, "rows": rows, "cells": list(records),
-            "files": {"json": str(out / "study.json"), "markdown": str(out / "study.md"), "plot": str(out / "study.png")}}
+            "files": {"json": str(out / "study.json"), "markdown": str(out / "study.md"),
+                      "plot": str(out / "study.png")}}
     curves = sizes_of(records) != [None]
     if curves:
         data["unit"] = unit

@@ -89,7 +89,8 @@ def _cmd_localise(args: argparse.Namespace) -> int:
     probes = synthetic_probes(Path(args.world), args.split, args.limit) if args.world else \
         coco_probes(Path(args.instances), Path(args.coco_images), args.limit)
     towers = [parse_tower("vqa", t) for t in args.vqa or []] + [parse_tower("clip", t) for t in args.clip or []]
-    result = run_localise(towers, probes, directory_option("--out", args.out), args.method, args.tolerance, args.examples)
+    out = directory_option("--out", args.out)
+    result = run_localise(towers, probes, out, args.method, args.tolerance, args.examples)
     print(describe(result))
     return 0
 

@@ -118,7 +118,8 @@ def add_make_corpus(sub: argparse._SubParsersAction) -> None:
 def _cmd_import_views(args: argparse.Namespace) -> int:
     from clipvil.apps.import_views import run_import_views, summary_dict
 
-    print_json(summary_dict(run_import_views(Path(args.tsv), directory_option("--out", args.out), args.encoder, args.batch)))
+    out = directory_option("--out", args.out)
+    print_json(summary_dict(run_import_views(Path(args.tsv), out, args.encoder, args.batch)))
     return 0
 
 

@@ -221,7 +221,8 @@ def _json_records(data: Any, path: Path) -> Iterable[tuple[str, int, Any, str | 
         for key in data:
             _split(key, path, f"top-level key {key!r}")
         return ((f"{s}[{i}]", i, r, s) for s in data for i, r in enumerate(expect_type(data[s], list, path, s, s)))
-    raise error(path, None, f"expected a list of refs, {{'refs': [...]}} or {{split: [...]}}, got {type(data).__name__}")
+    raise error(path, None,
+                f"expected a list of refs, {{'refs': [...]}} or {{split: [...]}}, got {type(data).__name__}")
 
 
 def read_refer_json(path: PathLike, splits: Collection[str] | None = None) -> list[RefExample]:

@@ -1,4 +1,5 @@
-"""Deterministic, resumable batch samplers (plain and bucketed) that shards each global batch over ranks and micro-batches.
+"""Deterministic, resumable batch samplers (plain and bucketed) that shard each global batch over ranks and
+micro-batches.
 
 Epoch e visits the dataset in the order `torch.randperm(n, generator=Generator().manual_seed(seed + e))`
 (or 0..n-1 without shuffling). Update s of the epoch uses the global batch G = order[s*B : (s+1)*B]

@@ -4,8 +4,8 @@
 - ViT towers give the patch tokens (CLS kept apart) of the last block — after the final LayerNorm where
   open_clip applies it to its tokens (not for towers that pool before it, or whose LayerNorm belongs to an
   attentional pooler), so they equal open_clip's own tokens at the native size — or of an earlier block (e.g.
-  the penultimate), without it. Any input size works, square or not: the learned positional grid is bilinearly resized to
-  the input's grid and *used*. Official bugs record: in CLIP-ViL's captioning extraction script before its
+  the penultimate), without it. Any input size works, square or not: the learned positional grid is bilinearly
+  resized to the input's grid and *used*. Official bugs record: in CLIP-ViL's captioning extraction script before its
   fix (pull request #14), the resized position table was assigned to `.weight` while the forward pass used
   the untouched zero tensor — the ViT features had no positions, which is what degraded the paper's ViT rows.
   In its VQA extraction scripts as released, the ViT branch cannot run (it reads the attention pool that a
@@ -151,7 +151,8 @@ class ClipViTTower(Tower):
         x = torch.cat([cls, x], dim=1) + self.position_table((h, w)).to(x.dtype)  # [B, 1+N, W]
         x = v.ln_pre(v.patch_dropout(x))  # [B, 1+N, W]
         attn_mask = self._padding_attn_mask(mask)
-        x, inter = v.transformer.forward_intermediates(x, attn_mask=attn_mask, indices=[self.block], stop_early=not pooled)
+        x, inter = v.transformer.forward_intermediates(x, attn_mask=attn_mask, indices=[self.block],
+                                                       stop_early=not pooled)
         tokens = inter[0][:, 1:]  # [B, N, W]
         if self.final_norm and v.attn_pool is None and not v.final_ln_after_pool:  # as open_clip's own tokens
             tokens = v.ln_post(tokens)  # [B, N, W]

@@ -1,4 +1,5 @@
-"""The one interface every encoder obeys (a Protocol; every registered tower subclasses clipvil.encoders.tower.Tower)."""
+"""The one interface every encoder obeys (a Protocol; every registered tower subclasses
+clipvil.encoders.tower.Tower)."""
 
 from __future__ import annotations
 

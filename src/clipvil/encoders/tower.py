@@ -34,7 +34,8 @@ class Activation:
 
 
 def batch_masks(
-    content_hw: Sequence[tuple[int, int]] | None, batch: int, grid_hw: tuple[int, int], stride: int, device: torch.device
+    content_hw: Sequence[tuple[int, int]] | None, batch: int, grid_hw: tuple[int, int], stride: int,
+    device: torch.device,
 ) -> torch.Tensor:
     """[B, h*w] validity of grid cells given each image's real (unpadded) pixel size; all True if None."""
     if content_hw is None:

@@ -138,7 +138,7 @@ def concat_grids(parts: Sequence[GridFeatures]) -> GridFeatures:
 
 
 def _resize(grid: GridFeatures, hw: tuple[int, int]) -> GridFeatures:
-    b, _, c = grid.feats.shape
+    b = grid.feats.shape[0]
     fmap = F.interpolate(grid.as_map().float(), size=hw, mode="bilinear", align_corners=False)  # [B, C, h, w]
     mask_map = grid.mask.reshape(b, 1, *grid.hw).float()  # [B, 1, h0, w0]
     mask = F.interpolate(mask_map, size=hw, mode="nearest").reshape(b, -1) > 0.5  # [B, h*w]

@@ -11,7 +11,8 @@ Layout of a store directory::
 Every part is complete or absent: a job killed at any moment (even ``kill -9``) leaves at most a temp file,
 which readers never look at and the next run deletes. Several processes (``torchrun``) write parts side by
 side; the reader takes every part of the directory as one store. Parts are never rewritten: each has a fresh
-name. A failed image is not finished work: a later run retries it, and once stored it no longer counts as failed. Inside a part, images of one grid shape are
+name. A failed image is not finished work: a later run retries it, and once stored it no longer counts as failed.
+Inside a part, images of one grid shape are
 stacked: ``g<k>/ids`` [n], ``g<k>/feats`` [n, N, C], ``g<k>/mask`` [n, N], ``g<k>/pooled`` [n, D] (optional),
 with the grid (h, w) as the group's attribute ``hw``; failed images are in the part's ``failed`` JSON attribute.
 """

@@ -77,8 +77,8 @@ def test_relation_caption_matches_the_geometry() -> None:
     checked = 0
     for image_id in range(1, 60):
         scene, text = _caption_of("relation", image_id)
-        m = re.search(r"(\w+ \w+) (to the left of|to the right of|above|below) an? (?:\w+ )*?(\w+ \w+)(?:,|$| on| in| with| partly)",
-                      text)
+        m = re.search(r"(\w+ \w+) (to the left of|to the right of|above|below) an? (?:\w+ )*?(\w+ \w+)"
+                      r"(?:,|$| on| in| with| partly)", text)
         if m is None or len(scene.objects) < 2:  # type: ignore[attr-defined]
             continue
         a_all = [o for o in scene.objects if f"{o.color} {o.shape}" == m.group(1)]  # type: ignore[attr-defined]
@@ -120,7 +120,8 @@ def test_shards_are_read_by_webdataset(tmp_path: Path) -> None:
     assert manifest["splits"]["val"]["pattern"] == "val/web-000000.tar"
     assert manifest["classes"] == list(CLASSES) and sum(manifest["caption_styles"].values()) == 130
     urls = str(tmp_path / "c" / manifest["splits"]["train"]["pattern"])
-    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "txt", "cls", "json"))
+    dataset = wds.WebDataset(urls, shardshuffle=False).decode("pil")
+    samples = list(dataset.to_tuple("__key__", "jpg", "txt", "cls", "json"))
     assert len(samples) == 100
     key, image, text, cls, record = samples[0]
     assert key == "00000001" and image.size == (96, 96) and text.strip()

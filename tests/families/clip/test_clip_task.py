@@ -71,7 +71,8 @@ def test_a_split_run_resumes_to_the_same_losses_and_weights(world: Path, tmp_pat
     train(clip_config(world, tmp_path / "split", train={"max_steps": 4}))
     train(clip_config(world, tmp_path / "whole", train={"max_steps": 4}))
     assert _losses(tmp_path / "split") == _losses(tmp_path / "whole")
-    a, b = load_checkpoint(last_path(tmp_path / "split"))["model"], load_checkpoint(last_path(tmp_path / "whole"))["model"]
+    a = load_checkpoint(last_path(tmp_path / "split"))["model"]
+    b = load_checkpoint(last_path(tmp_path / "whole"))["model"]
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 

@@ -55,8 +55,10 @@ def test_pad_frame_agrees_with_the_prepared_pixels() -> None:
     x0, y0, x1, y1 = frame.to_unit(box)
     cols = torch.nonzero(prepared.pixels[0].max(0).values > 0.5).flatten()  # [k] white columns
     rows = torch.nonzero(prepared.pixels[0].max(1).values > 0.5).flatten()  # [k] white rows
-    assert x0 * 640 == pytest.approx(int(cols.min()), abs=1.5) and x1 * 640 == pytest.approx(int(cols.max()) + 1, abs=1.5)
-    assert y0 * 384 == pytest.approx(int(rows.min()), abs=1.5) and y1 * 384 == pytest.approx(int(rows.max()) + 1, abs=1.5)
+    assert x0 * 640 == pytest.approx(int(cols.min()), abs=1.5)
+    assert x1 * 640 == pytest.approx(int(cols.max()) + 1, abs=1.5)
+    assert y0 * 384 == pytest.approx(int(rows.min()), abs=1.5)
+    assert y1 * 384 == pytest.approx(int(rows.max()) + 1, abs=1.5)
     # the real cells reach past the content (640 > 614): the whole frame is a little wider than the image
     assert frame.covered() == pytest.approx((0, 0, 160, 100))
     assert frame.to_unit((0, 0, 160, 100))[2] == pytest.approx(614 / 640, abs=2e-3)

@@ -110,7 +110,8 @@ def test_first_loss_is_that_of_a_uniform_head(ground_world: Path, tiny_run: Path
     l1s, gious = [], []
     for i in first:
         g = np.array(_unit(data[i]["box"]))
-        l1s.append(np.abs(np.r_[(pred[:2] + pred[2:]) / 2 - (g[:2] + g[2:]) / 2, (pred[2:] - pred[:2]) - (g[2:] - g[:2])]).sum())
+        centre, size = (pred[:2] + pred[2:]) / 2 - (g[:2] + g[2:]) / 2, (pred[2:] - pred[:2]) - (g[2:] - g[:2])
+        l1s.append(np.abs(np.r_[centre, size]).sum())
         iw, ih = (np.minimum(pred[2:], g[2:]) - np.maximum(pred[:2], g[:2])).clip(0)
         inter = iw * ih
         union = 0.25 + (g[2] - g[0]) * (g[3] - g[1]) - inter

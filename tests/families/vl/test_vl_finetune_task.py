@@ -28,9 +28,11 @@ from clipvil.metrics.vqa import predictions_from_results, references_from_annota
 SPLITS = {
     "vqa": ("vqa", "coco", {"train": ["v2_OpenEnded_mscoco_train2014_questions.json",
                                       "v2_mscoco_train2014_annotations.json"],
-                            "val": ["v2_OpenEnded_mscoco_val2014_questions.json", "v2_mscoco_val2014_annotations.json"]}),
+                            "val": ["v2_OpenEnded_mscoco_val2014_questions.json",
+                                    "v2_mscoco_val2014_annotations.json"]}),
     "gqa": ("gqa", "gqa/images", {"train": ["train_balanced_questions.json"], "val": ["val_balanced_questions.json"]}),
-    "snli_ve": ("snli_ve", "snli_ve/flickr30k_images", {"train": ["snli_ve_train.jsonl"], "val": ["snli_ve_dev.jsonl"]}),
+    "snli_ve": ("snli_ve", "snli_ve/flickr30k_images",
+                {"train": ["snli_ve_train.jsonl"], "val": ["snli_ve_dev.jsonl"]}),
     "nlvr2": ("nlvr2", ".", {"train": ["train.json"], "val": ["dev.json"]}),
 }
 

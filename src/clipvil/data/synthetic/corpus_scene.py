@@ -122,7 +122,8 @@ class CorpusScene:
 def _backdrop_color(rng: np.random.Generator) -> tuple[int, int, int]:
     """A backdrop tone: mostly desaturated mid-tones, sometimes a light, dark or mildly coloured one."""
     sat = rng.uniform(0.0, 0.2) if rng.random() < 0.8 else rng.uniform(0.2, 0.4)
-    val = rng.uniform(0.45, 0.7) if rng.random() < 0.75 else rng.choice([rng.uniform(0.2, 0.35), rng.uniform(0.8, 0.92)])
+    val = (rng.uniform(0.45, 0.7) if rng.random() < 0.75
+           else rng.choice([rng.uniform(0.2, 0.35), rng.uniform(0.8, 0.92)]))
     r, g, b = colorsys.hsv_to_rgb(rng.random(), sat, float(val))
     return (round(r * 255), round(g * 255), round(b * 255))
 

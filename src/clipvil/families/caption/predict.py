@@ -63,7 +63,9 @@ class CaptionPredictor:
         return CaptionResult(self.vocab.decode(out.tokens[0].tolist()), float(out.scores[0]), beams)
 
 
-def decode_captions(model: nn.Module, grid: GridFeatures, vocab: CaptionVocab, cfg: Any, beam_size: int) -> DecodeOutput:
+def decode_captions(
+    model: nn.Module, grid: GridFeatures, vocab: CaptionVocab, cfg: Any, beam_size: int
+) -> DecodeOutput:
     """The best caption per image of a batch: beam search of `beam_size` (greedy for 1) with the task config's
     decode_max_len, length_penalty and no_repeat_trigram."""
     memory = model.encode(grid)

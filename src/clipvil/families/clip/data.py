@@ -106,7 +106,8 @@ def read_pairs(data: ImageTextData, split: str, ctx: RunContext | None = None) -
             raise ValueError("task.data.format=shards needs a run context (the shard index lives in the run)")
         return shard_pairs(str(root / spec), ctx)
     if data.format == "karpathy":
-        return karpathy_pairs(root / data.karpathy_file, images, spec.split("+"), restval_as_train="restval" not in spec)
+        return karpathy_pairs(root / data.karpathy_file, images, spec.split("+"),
+                              restval_as_train="restval" not in spec)
     if data.format == "flickr30k":
         return flickr_karpathy_pairs(root / data.karpathy_file, images, spec.split("+"))
     if data.format == "coco":

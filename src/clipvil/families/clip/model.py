@@ -40,7 +40,8 @@ def _config(name: str) -> dict:
     if cfg is None:
         raise ValueError(f"unknown open_clip architecture {name!r} (known: clipvil-rn-tiny, clipvil-vit-tiny, "
                          "RN50, ViT-B-32, ... see open_clip.list_models())")
-    if "text_cfg" not in cfg or cfg.get("vision_cfg", {}).get("timm_model_name") or cfg["text_cfg"].get("hf_model_name"):
+    vision, text = cfg.get("vision_cfg", {}), cfg.get("text_cfg")
+    if text is None or vision.get("timm_model_name") or text.get("hf_model_name"):
         raise ValueError(f"{name}: only open_clip's own CLIP towers (ModifiedResNet / ViT + text transformer) "
                          "are supported by the contrastive tasks")
     return cfg

@@ -70,7 +70,8 @@ class RetrievalTask(ZeroShotTask):
 
     def dataset(self, split: str) -> Dataset:
         d = self.cfg.data
-        return RetrievalSet(read_pairs(d, split, self.ctx), self.transform, self.tokenize, d.captions_per_image, d.max_images)
+        return RetrievalSet(read_pairs(d, split, self.ctx), self.transform, self.tokenize, d.captions_per_image,
+                            d.max_images)
 
     def collate(self, items: list[dict[str, Any]]) -> Batch:
         return collate_pairs(items)

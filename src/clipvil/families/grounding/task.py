@@ -296,8 +296,8 @@ def check_key_template(template: str) -> None:
     fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     unknown = sorted(fields - KEY_FIELDS)
     if unknown or not fields:
-        raise ValueError(f"task.feature_key: {template!r} uses {'unknown field(s) ' + str(unknown) if unknown else 'no field'}"
-                         f"; known: {sorted(KEY_FIELDS)}")
+        used = f"unknown field(s) {unknown}" if unknown else "no field"
+        raise ValueError(f"task.feature_key: {template!r} uses {used}; known: {sorted(KEY_FIELDS)}")
 
 
 def _make_task(cfg: GroundingTaskConfig, ctx: RunContext) -> GroundingTask:

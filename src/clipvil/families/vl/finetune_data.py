@@ -1,11 +1,13 @@
 """The fine-tuning datasets of CLIP-ViL_p, one shape for all: examples of (id, image(s), text, target).
 
-| dataset | files (task.splits values, in data_dir)            | images (under image_root)                  | target |
-|---------|-----------------------------------------------------|--------------------------------------------|--------|
-| vqa     | [v2_OpenEnded_mscoco_<s>_questions.json, v2_mscoco_<s>_annotations.json] (test: questions only) | <coco split>/COCO_<split>_<id:012d>.jpg | soft scores over the answers |
-| gqa     | [<s>_balanced_questions.json] (or a shard folder)   | <imageId>.jpg                              | the answer (score 1) |
-| snli_ve | [snli_ve_<s>.jsonl]                                 | <Flickr30k id>.jpg                         | class index (contradiction, entailment, neutral) |
-| nlvr2   | [<s>.json] (JSON lines)                             | "official": <pair>-img0.png / -img1.png anywhere below image_root; "url": image_root / left_url, right_url | 0 False / 1 True |
+- vqa: files (task.splits values, in data_dir) [v2_OpenEnded_mscoco_<s>_questions.json,
+  v2_mscoco_<s>_annotations.json] (test: questions only); images <coco split>/COCO_<split>_<id:012d>.jpg under
+  image_root; target: soft scores over the answers.
+- gqa: [<s>_balanced_questions.json] (or a shard folder); images <imageId>.jpg; target: the answer (score 1).
+- snli_ve: [snli_ve_<s>.jsonl]; images <Flickr30k id>.jpg; target: the class index (contradiction, entailment,
+  neutral).
+- nlvr2: [<s>.json] (JSON lines); images "official": <pair>-img0.png / -img1.png anywhere below image_root, or
+  "url": image_root / left_url, right_url; target: 0 False / 1 True.
 """
 
 from __future__ import annotations

@@ -170,8 +170,8 @@ class VLPretrainTask(TaskModule):
             assert r is not None
             clip = self._clip()
             name = r.clip or self.cfg.encoder
-            return RetrievalSet(read_pairs(r.data, split, self.ctx), clip_transforms(clip, augment=False)[1], tokenizer(name),
-                                r.data.captions_per_image, r.data.max_images)
+            return RetrievalSet(read_pairs(r.data, split, self.ctx), clip_transforms(clip, augment=False)[1],
+                                tokenizer(name), r.data.captions_per_image, r.data.max_images)
         sentences, paths, _ = self._read(split)
         if not sentences:
             raise ValueError(f"vl_pretrain: split {split!r} has no sentences")

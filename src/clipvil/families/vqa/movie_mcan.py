@@ -27,7 +27,8 @@ Deviations from MMF, on purpose:
   they are zeroed before every spatial operation (the 3x3 conv, the 7x7 spatial gate) and left out of
   the average pools. A grid padded at the bottom/right therefore gives exactly the logits of the
   unpadded grid, and what padded cells hold never matters; but unlike MCAN and Pythia, which see a
-  set of cells, the convolutions see the layout (masking a cell is not the same as removing it). MMF masks nothing on the image side: its CHW feature reader zero-pads every grid to
+  set of cells, the convolutions see the layout (masking a cell is not the same as removing it). MMF masks
+  nothing on the image side: its CHW feature reader zero-pads every grid to
   32 x 32 (`max_features: 1024`) and those zero cells take part in attention and pooling. To reproduce
   that, pass the zero-padded 32 x 32 grid with every cell marked real.
 - `movie_dim` is a setting (MMF hard-codes 1024 for the bottleneck output and 256 for the modulation
