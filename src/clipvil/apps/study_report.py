@@ -113,16 +113,18 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: Path, metric: str = "overa
     colours = {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(names)}
     fig, axes = plt.subplots(1, len(families), figsize=(4.6 * len(families), 3.8), squeeze=False, sharey=True)
     for ax, family in zip(axes[0], families, strict=True):
-        for name in [n for n in names if any(r["encoder"] == n and r["family"] == family for r in rows)]:
+        here = [n for n in names if any(r["encoder"] == n and r["family"] == family for r in rows)]
+        for k, name in enumerate(here):
             mine = sorted((r for r in rows if r["encoder"] == name), key=lambda r: r["size"])
-            xs = np.array([r["size"] for r in mine], dtype=float)
+            shift = math.exp((k - (len(here) - 1) / 2) * 0.035)  # encoders side by side on the log axis
+            xs = np.array([r["size"] for r in mine], dtype=float) * shift
             mean = np.array([r["mean"][metric] for r in mine])
             std = np.array([r["std"][metric] for r in mine])
             ax.plot(xs, mean, marker="o", ms=4, color=colours[name], label=name)
             ax.fill_between(xs, mean - std, mean + std, color=colours[name], alpha=0.15, linewidth=0)
             for r in mine:
-                ax.scatter([r["size"]] * len(r["values"][metric]), r["values"][metric], color=colours[name], s=6,
-                           alpha=0.6, zorder=3)
+                ax.scatter([r["size"] * shift] * len(r["values"][metric]), r["values"][metric], color=colours[name],
+                           s=6, alpha=0.6, zorder=3)
         ax.set_xscale("log")
         sizes = sorted({r["size"] for r in rows if r["family"] == family})
         ax.set_xticks(sizes, [str(n) for n in sizes])
