@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the package's reference towers from their recipes: the pre-training corpus (`clipvil make-corpus`,
 # ~5 min), then the CLIP and ImageNet-style towers of each family side by side (one thread each; ViT ~65 min,
-# ResNet ~40 min on 2 cores), then writes them as fp16 files with provenance (`clipvil ship-tower`) into the
-# package. Resumable: rerun after a kill and every finished step is kept.
+# ResNet ~60 min on 2 cores beside other jobs), then writes them as fp16 files with provenance
+# (`clipvil ship-tower`) into the package. Resumable: rerun after a kill and every finished step is kept.
 #   bash scripts/train_towers.sh [WORK_DIR]        (default runs/towers)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

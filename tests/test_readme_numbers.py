@@ -96,3 +96,57 @@ def test_the_cards_table_is_the_recorded_cards_result() -> None:
             name = cell.strip("`")
             assert name in recorded, f"README card row {name!r} is not in {match.group(1)}"
             assert values == card_row(recorded[name]), f"README card row {name!r} is not {match.group(1)}"
+
+
+CURVE_MARKER = re.compile(r"<!-- curve-table: (\S+) (\w+) -->")
+
+
+def curve_rows(recorded: dict) -> dict[str, list[str]]:
+    """The README rows of a data-efficiency task: per encoder, its family and the metric (mean ± std over the
+    seeds) at each size, ascending."""
+    sizes = sorted({r["size"] for r in recorded["rows"]})
+    cell = {(r["encoder"], r["size"]): r for r in recorded["rows"]}
+    rows = {}
+    for r in recorded["rows"]:
+        rows[r["encoder"]] = [r["family"]] + [
+            f"{cell[r['encoder'], n]['mean']['overall']:.2f} ± {cell[r['encoder'], n]['std']['overall']:.2f}"
+            if (r["encoder"], n) in cell else "—" for n in sizes]
+    return rows
+
+
+def test_the_data_efficiency_tables_are_the_recorded_curves() -> None:
+    lines = (REPO / "README.md").read_text().splitlines()
+    marked = [(i, CURVE_MARKER.match(line)) for i, line in enumerate(lines) if CURVE_MARKER.match(line)]
+    assert marked, "README.md has no data-efficiency table marker"
+    for index, match in marked:
+        recorded = json.loads((REPO / match.group(1)).read_text())[match.group(2)]
+        expected = curve_rows(recorded)
+        table = _table_after(lines, index)
+        assert table == expected, f"the README's {match.group(2)} curves are not {match.group(1)}"
+        header = lines[index + 1]
+        assert all(f"{n} {recorded['unit']}" in header for n in sorted({r["size"] for r in recorded["rows"]}))
+
+
+ZERO_SHOT_MARKER = re.compile(r"<!-- zero-shot-table: (\S+) -->")
+
+
+def zero_shot_rows(recorded: dict) -> dict[str, list[str]]:
+    """The README rows of the zero-shot benchmark: per tower, retrieval R@1 both ways and rsum, then zero-shot VQA
+    accuracy with each template (plain / qa / photo) and its "other" answers (plain)."""
+    rows = {}
+    for r in recorded["rows"]:
+        ret, vqa = r["retrieval"], r["zeroshot_vqa"]
+        rows[f"`{r['encoder']}` {r['tower']}"] = [
+            f"{ret['i2t_R@1']:.1f}", f"{ret['t2i_R@1']:.1f}", f"{ret['rsum']:.1f}",
+            *(f"{vqa[f'{t}/accuracy']:.2f}" for t in ("plain", "qa", "photo")), f"{vqa['plain/type/other']:.2f}"]
+    return rows
+
+
+def test_the_zero_shot_table_is_the_recorded_benchmark() -> None:
+    lines = (REPO / "README.md").read_text().splitlines()
+    marked = [(i, ZERO_SHOT_MARKER.match(line)) for i, line in enumerate(lines) if ZERO_SHOT_MARKER.match(line)]
+    assert marked, "README.md has no zero-shot table marker"
+    for index, match in marked:
+        recorded = json.loads((REPO / match.group(1)).read_text())
+        assert _table_after(lines, index) == zero_shot_rows(recorded)
+        assert f"majority answer: {recorded['majority_vqa_accuracy']:.2f}" in "\n".join(lines)

@@ -18,7 +18,7 @@ from clipvil.encoders.shipped import shipped_names, shipped_tower
 from clipvil.encoders.weights import sha256_file
 from clipvil.families.clip.model import create_clip
 
-EXPECTED = {"clip-vit-tiny", "imagenet-vit-tiny"}
+EXPECTED = {"clip-rn-tiny", "clip-vit-tiny", "imagenet-rn-tiny", "imagenet-vit-tiny"}
 
 
 def test_the_reference_towers_are_shipped() -> None:

@@ -5,7 +5,7 @@ coloured by tower family).
 
 A data-efficiency study (records with a "size") gets one row per (encoder, size): study.md opens with the
 curves as a table (encoder x size, overall) and then the full table of each size, and study.png draws the
-curves (metric against the number of training items, log scale; a line per encoder, ± std as a band, each
+curves (metric against the number of training items, log scale; a line per encoder, ± std as error bars, each
 seed a dot; one panel per tower family)."""
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, metric: str = "overall", la
 
 def plot_curves(rows: Sequence[dict[str, Any]], path: Path, metric: str = "overall", label: str = "accuracy",
                 unit: str = "items") -> None:
-    """The data-efficiency curves: one panel per tower family, a line per encoder (mean over seeds, ± std as a
-    band, each seed a dot), the number of training items on a log axis."""
+    """The data-efficiency curves: one panel per tower family, a line per encoder (mean over seeds, ± std as error
+    bars, each seed a dot), the number of training items on a log axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,8 +120,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: Path, metric: str = "overa
             xs = np.array([r["size"] for r in mine], dtype=float) * shift
             mean = np.array([r["mean"][metric] for r in mine])
             std = np.array([r["std"][metric] for r in mine])
-            ax.plot(xs, mean, marker="o", ms=4, color=colours[name], label=name)
-            ax.fill_between(xs, mean - std, mean + std, color=colours[name], alpha=0.15, linewidth=0)
+            ax.errorbar(xs, mean, yerr=std, marker="o", ms=4, capsize=3, color=colours[name], label=name)
             for r in mine:
                 ax.scatter([r["size"] * shift] * len(r["values"][metric]), r["values"][metric], color=colours[name],
                            s=6, alpha=0.6, zorder=3)
